@@ -1,0 +1,54 @@
+"""Cache workflow outputs by input hash, so a second ``make demo`` reuses what did not change.
+
+A step's output folder holds ``_cascade_step.json`` with the hash of its inputs (files, parameters,
+code version). :func:`is_fresh` tells whether the folder already holds the output for those inputs;
+:func:`mark_done` records it after the step wrote its output (write-to-temp-then-rename first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+STEP_FILE = "_cascade_step.json"
+
+
+def hash_files(paths: Iterable[Path], chunk: int = 1 << 20) -> str:
+    """sha256 over the names, sizes and bytes of ``paths`` (folders are walked in sorted order)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if file.name == STEP_FILE:
+                continue
+            digest.update(str(file.name).encode())
+            digest.update(str(file.stat().st_size).encode())
+            with file.open("rb") as handle:
+                while block := handle.read(chunk):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def inputs_hash(**inputs: Any) -> str:
+    """Stable sha256 of JSON-serialisable step inputs (paths become strings)."""
+    payload = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def is_fresh(out_dir: Path, key: str) -> bool:
+    """True when ``out_dir`` was completed by a step whose inputs hashed to ``key``."""
+    marker = Path(out_dir) / STEP_FILE
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("inputs_hash") == key
+    except (OSError, ValueError):
+        return False
+
+
+def mark_done(out_dir: Path, key: str, **extra: Any) -> None:
+    """Record that ``out_dir`` holds the output for inputs hashing to ``key``."""
+    marker = Path(out_dir) / STEP_FILE
+    marker.write_text(json.dumps({"inputs_hash": key, **extra}, indent=2, default=str))

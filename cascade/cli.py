@@ -1,0 +1,39 @@
+"""The ``cascade`` command line. Each command group lives beside the code it drives; this file
+only wires them together. Heavy libraries (torch, feast, faiss) are imported inside commands so
+``cascade --help`` stays fast."""
+
+from __future__ import annotations
+
+import typer
+
+from cascade.features.cli import app as features_app
+from cascade.preprocessing.cli import app as preprocess_app
+from cascade.serving.cli import serve
+from cascade.workflows.data_cli import app as data_app
+from cascade.workflows.train_cli import app as train_app
+from cascade.workflows.evaluate_cli import evaluate
+from cascade.workflows.export_cli import export
+from cascade.workflows.demo import demo
+from cascade.client_cli import recommend
+from cascade.loadtest_cli import loadtest
+
+app = typer.Typer(
+    name="cascade",
+    help="Multi-stage recommender served by one Triton Inference Server.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data", help="Generate or import a dataset (canonical folder + temporal split).")
+app.add_typer(preprocess_app, name="preprocess", help="Fit and apply preprocessing workflows.")
+app.add_typer(features_app, name="features", help="Feast feature repo: generate, apply, materialize.")
+app.add_typer(train_app, name="train", help="Train retrieval and ranking models.")
+app.command("evaluate")(evaluate)
+app.command("export")(export)
+app.command("serve")(serve)
+app.command("recommend")(recommend)
+app.command("demo")(demo)
+app.command("loadtest")(loadtest)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,1 @@
+"""Offline pipelines: data generation/import, fit, train, index, Feast, evaluate, export."""
