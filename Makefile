@@ -1,0 +1,50 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates .venv when missing and
+# installs the locked dependency set (constraints.txt) into it; a second run reuses both.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .venv-tools
+INSTALLED := $(VENV)/.installed
+TOOLS_INSTALLED := $(TOOLS)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit test-integration bench lock clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+# checkov pins versions that clash with Feast's, so it lives in its own tool venv.
+$(TOOLS_INSTALLED): constraints-tools.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -c constraints-tools.txt checkov
+	@touch $@
+
+setup: $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(BIN)/cascade demo
+
+test: $(INSTALLED) $(TOOLS_INSTALLED)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: $(INSTALLED)
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+bench: $(INSTALLED)
+	$(BIN)/python benchmarks/run_all.py
+
+# Regenerate the lock files from the current environments.
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | sed -e 's/^torch==.*/torch==2.13.0/' > constraints.txt
+	$(TOOLS)/bin/python -m pip freeze > constraints-tools.txt
+
+clean:
+	rm -rf build .pytest_cache
