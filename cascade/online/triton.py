@@ -50,10 +50,21 @@ class StageContext:
             raise CascadeError(f"model {self.name}: parameter {key!r} is not set in config.pbtxt")
         return value
 
-    def path_parameter(self, key: str, default: str | None = None) -> Path:
-        """A path parameter, relative paths resolved against the model's folder."""
+    def export_path(self, key: str, default: str | None = None) -> Path:
+        """A path parameter; relative paths are resolved against the export root."""
+        from cascade.online.export_layout import ExportLayout
+
         value = Path(self.parameter(key, default))
-        return value if value.is_absolute() else (self.repository / value).resolve()
+        return value if value.is_absolute() else (ExportLayout.for_model(self.repository).root / value).resolve()
+
+    def model_path(self, key: str, default: str | None = None) -> Path:
+        """A path parameter; relative paths are resolved against this model's version folder."""
+        value = Path(self.parameter(key, default))
+        return value if value.is_absolute() else (self.version_dir / value).resolve()
+
+    @property
+    def device(self) -> str:
+        return "gpu" if self.instance_kind.upper() == "GPU" else "cpu"
 
 
 class StageModel:

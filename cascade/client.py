@@ -1,0 +1,91 @@
+"""Typed Python client for the ``recommend`` ensemble (gRPC by default, HTTP too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+
+from cascade.errors import CascadeError, InvalidInputError, NotFoundError, UnavailableError
+
+MODEL = "recommend"
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    item_ids: list[int]
+    scores: list[float]
+    model_version: str
+    degraded: bool
+    seed_used: int
+
+
+def _error(exc: Exception) -> CascadeError:
+    status = str(getattr(exc, "status", lambda: "")() or "")
+    message = str(getattr(exc, "message", lambda: str(exc))() or exc)
+    if "INVALID" in status or status == "400":
+        return InvalidInputError(message)
+    if "NOT_FOUND" in status or status == "404":
+        return NotFoundError(message)
+    return UnavailableError(message)
+
+
+class RecommendClient:
+    """``RecommendClient("127.0.0.1:8001").recommend(42, k=10)``."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", protocol: Literal["grpc", "http"] = "grpc",
+                 timeout_s: float = 10.0) -> None:
+        self.protocol = protocol
+        self.timeout_s = timeout_s
+        if protocol == "grpc":
+            import tritonclient.grpc as module
+        elif protocol == "http":
+            import tritonclient.http as module
+        else:
+            raise InvalidInputError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
+        self._module = module
+        self._client = module.InferenceServerClient(url=url)
+
+    def __enter__(self) -> "RecommendClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _input(self, name: str, array: np.ndarray, datatype: str):
+        tensor = self._module.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array)
+        return tensor
+
+    def recommend(self, user_id: int, k: int = 10, exclude: Sequence[int] = (), explore: float = 0.0,
+                  seed: int | None = None) -> Recommendations:
+        inputs = [
+            self._input("user_id", np.array([user_id], dtype=np.int64), "INT64"),
+            self._input("top_k", np.array([k], dtype=np.int32), "INT32"),
+            self._input("exclude_item_ids", np.asarray(exclude, dtype=np.int64).reshape(-1), "INT64"),
+            self._input("explore", np.array([explore], dtype=np.float32), "FP32"),
+        ]
+        if seed is not None:
+            inputs.append(self._input("seed", np.array([seed], dtype=np.int64), "INT64"))
+        outputs = [self._module.InferRequestedOutput(n) for n in ("item_ids", "scores", "model_version", "degraded", "seed_used")]
+        try:
+            if self.protocol == "grpc":
+                result = self._client.infer(MODEL, inputs, outputs=outputs, client_timeout=self.timeout_s)
+            else:
+                result = self._client.infer(MODEL, inputs, outputs=outputs)
+        except Exception as exc:  # tritonclient raises InferenceServerException
+            if exc.__class__.__name__ == "InferenceServerException":
+                raise _error(exc) from exc
+            raise
+        version = result.as_numpy("model_version").reshape(-1)[0]
+        return Recommendations(
+            item_ids=result.as_numpy("item_ids").astype(np.int64).tolist(),
+            scores=result.as_numpy("scores").astype(np.float32).tolist(),
+            model_version=version.decode() if isinstance(version, bytes) else str(version),
+            degraded=bool(result.as_numpy("degraded").reshape(-1)[0]),
+            seed_used=int(result.as_numpy("seed_used").reshape(-1)[0]),
+        )

@@ -1,0 +1,53 @@
+"""business_logic: filters, category caps, boosts, seeded exploration, top-k (rules in
+business_rules.yaml beside this file; see config.pbtxt)."""
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from cascade.business.config import BusinessRules
+from cascade.business.rules import Candidates
+from cascade.online.export_layout import ExportLayout
+from cascade.online.stages import BusinessLogicStage
+from cascade.online.triton import StageContext, StageModel
+
+EMPTY = np.empty(0, dtype=np.int64)
+
+
+class TritonPythonModel(StageModel):
+    stage_name = "business_logic"
+
+    def build(self, context: StageContext) -> None:
+        manifest = ExportLayout.for_model(context.repository).manifest()
+        self.stage = BusinessLogicStage(BusinessRules.load(context.model_path("rules")), manifest.version)
+        self.filtered = pb_utils.MetricFamily(
+            name="cascade_candidates_filtered_total",
+            description="Candidates dropped as seen, excluded or unavailable",
+            kind=pb_utils.MetricFamily.COUNTER,
+        ).Metric(labels={"stage": self.stage_name})
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        categories = inputs["item_category"].reshape(-1).astype(object)
+        categories[categories == b""] = None
+        seed = inputs.get("seed")
+        selection = self.stage.apply(
+            Candidates(
+                item_ids=inputs["candidate_item_ids"].reshape(-1),
+                scores=inputs["ranking_scores"].reshape(-1),
+                categories=categories,
+                available=inputs["item_available"].reshape(-1),
+            ),
+            top_k=int(inputs["top_k"].reshape(-1)[0]),
+            seen=inputs["seen_items"].reshape(-1),
+            exclude=inputs.get("exclude_item_ids", EMPTY).reshape(-1),
+            explore=float(inputs["explore"].reshape(-1)[0]),
+            seed=None if seed is None else int(seed.reshape(-1)[0]),
+        )
+        self.filtered.increment(selection.n_filtered)
+        snapshot = inputs["snapshot_version"].reshape(-1)[0].decode()
+        return {
+            "item_ids": selection.item_ids,
+            "scores": selection.scores,
+            "model_version": np.array([self.stage.model_version(snapshot).encode()], dtype=object),
+            "degraded": inputs["cold_start"].reshape(1).astype(bool),
+            "seed_used": np.array([selection.seed], dtype=np.int64),
+        }

@@ -1,0 +1,34 @@
+"""item_features: gather candidate features from the in-memory snapshot of the Feast item view
+(reloaded when a newer materialization is published; see config.pbtxt)."""
+
+import numpy as np
+
+from cascade.online.stages import ItemFeatureStage, load_workflow
+from cascade.online.triton import StageContext, StageModel
+
+
+class TritonPythonModel(StageModel):
+    stage_name = "item_features"
+
+    def build(self, context: StageContext) -> None:
+        self.stage = ItemFeatureStage(
+            context.export_path("feature_repo"),
+            context.export_path("index"),
+            load_workflow(context.export_path("workflow")),
+            refresh_seconds=float(context.parameter("refresh_seconds", "30")),
+        )
+        self.logger.log_info(f"item_features: snapshot {self.stage.snapshot.version} ({len(self.stage.snapshot)} items)")
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        refreshed = self.stage.maybe_refresh()
+        if refreshed:
+            self.logger.log_info(f"item_features: loaded newer snapshot {refreshed}")
+        features = self.stage.gather(inputs["candidate_rows"])
+        categories = np.array([b"" if c is None else str(c).encode() for c in features.categories], dtype=object)
+        return {
+            "candidate_item_ids": features.item_ids,
+            **features.raw,
+            "item_category": categories,
+            "item_available": features.available,
+            "snapshot_version": np.array([features.snapshot_version.encode()], dtype=object),
+        }

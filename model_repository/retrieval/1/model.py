@@ -1,0 +1,33 @@
+"""retrieval: FAISS search -> candidate catalog rows (see config.pbtxt)."""
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from cascade.online.export_layout import ExportLayout
+from cascade.online.stages import RetrievalStage
+from cascade.online.triton import StageContext, StageModel
+
+EMPTY = np.empty(0, dtype=np.int64)
+
+
+class TritonPythonModel(StageModel):
+    stage_name = "retrieval"
+
+    def build(self, context: StageContext) -> None:
+        manifest = ExportLayout.for_model(context.repository).manifest()
+        self.stage = RetrievalStage(context.export_path("index"), manifest.n_candidates)
+        self.retrieved = pb_utils.MetricFamily(
+            name="cascade_candidates_retrieved_total",
+            description="Candidates returned by the retrieval stage",
+            kind=pb_utils.MetricFamily.COUNTER,
+        ).Metric(labels={"stage": self.stage_name})
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows, scores = self.stage.retrieve(
+            inputs["query"],
+            bool(inputs["cold_start"].reshape(-1)[0]),
+            inputs["seen_items"],
+            inputs.get("exclude_item_ids", EMPTY),
+        )
+        self.retrieved.increment(len(rows))
+        return {"candidate_rows": rows, "retrieval_scores": scores}

@@ -1,0 +1,227 @@
+"""The `recommend` ensemble against a real tritonserver (gRPC and HTTP)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from cascade.client import RecommendClient
+from cascade.errors import InvalidInputError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def client(recommend_server):
+    with RecommendClient(recommend_server.grpc_url) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def raw(recommend_server):
+    c = grpcclient.InferenceServerClient(recommend_server.grpc_url)
+    yield c
+    c.close()
+
+
+def _tensor(name, array, dtype):
+    t = grpcclient.InferInput(name, list(array.shape), dtype)
+    t.set_data_from_numpy(array)
+    return t
+
+
+def _raw_request(raw, user_id=None, top_k=None, exclude=None, explore=None, *, dtypes=None):
+    dtypes = dtypes or {}
+    inputs = []
+    if user_id is not None:
+        inputs.append(_tensor("user_id", np.asarray(user_id, dtype=dtypes.get("user_id", np.int64)).reshape(-1),
+                              {np.int64: "INT64", np.int32: "INT32"}[dtypes.get("user_id", np.int64)]))
+    if top_k is not None:
+        inputs.append(_tensor("top_k", np.asarray([top_k], dtype=np.int32), "INT32"))
+    if exclude is not None:
+        inputs.append(_tensor("exclude_item_ids", np.asarray(exclude, dtype=np.int64), "INT64"))
+    if explore is not None:
+        inputs.append(_tensor("explore", np.asarray([explore], dtype=np.float32), "FP32"))
+    return raw.infer("recommend", inputs)
+
+
+def test_raw_four_input_request_matches_the_wire_contract(raw, recommend_server):
+    user = recommend_server.known_user_ids[0]
+    result = _raw_request(raw, [user], 10, [], 0.0)
+    item_ids, scores = result.as_numpy("item_ids"), result.as_numpy("scores")
+    assert item_ids.dtype == np.int64 and item_ids.shape == (10,)
+    assert scores.dtype == np.float32 and scores.shape == (10,)
+    assert result.as_numpy("model_version").shape == (1,)
+    assert result.as_numpy("degraded").dtype == np.bool_
+    assert set(item_ids.tolist()) <= set(recommend_server.categories)  # raw ids out
+
+
+def test_known_users_get_unique_unseen_items_in_score_order(client, recommend_server, sample_users):
+    for user in sample_users:
+        answer = client.recommend(user, k=10)
+        assert len(answer.item_ids) == 10
+        assert len(set(answer.item_ids)) == 10
+        assert not set(answer.item_ids) & recommend_server.seen[user]
+        assert answer.scores == sorted(answer.scores, reverse=True)
+        assert answer.degraded is False
+        assert answer.model_version
+
+
+def test_excluded_items_never_come_back(client, sample_users):
+    user = sample_users[0]
+    first = client.recommend(user, k=10)
+    again = client.recommend(user, k=10, exclude=first.item_ids[:5] + [123456789])
+    assert not set(first.item_ids[:5]) & set(again.item_ids)
+    assert len(again.item_ids) == 10
+
+
+def test_deterministic_when_explore_is_zero(client, sample_users):
+    for user in sample_users[:4]:
+        a, b = client.recommend(user, k=20), client.recommend(user, k=20)
+        assert a.item_ids == b.item_ids and a.scores == b.scores
+        assert a.seed_used == -1
+
+
+def test_exploration_differs_and_replays_with_its_seed(client, sample_users):
+    user = sample_users[1]
+    greedy = client.recommend(user, k=10)
+    sampled = [client.recommend(user, k=10, explore=1.0, seed=s) for s in range(6)]
+    assert any(s.item_ids != greedy.item_ids for s in sampled)
+    assert len({tuple(s.item_ids) for s in sampled}) > 1
+    for s, seed in zip(sampled, range(6)):
+        assert s.seed_used == seed
+        assert client.recommend(user, k=10, explore=1.0, seed=seed).item_ids == s.item_ids
+    fresh = client.recommend(user, k=10, explore=1.0)
+    assert fresh.seed_used >= 0
+    assert client.recommend(user, k=10, explore=1.0, seed=fresh.seed_used).item_ids == fresh.item_ids
+
+
+def test_category_cap_holds_in_the_top_five(client, recommend_server, sample_users):
+    for user in sample_users:
+        answer = client.recommend(user, k=10)
+        top5 = Counter(recommend_server.categories[i] for i in answer.item_ids[:5])
+        assert max(top5.values()) <= 3, (user, top5)
+
+
+def test_unknown_user_gets_popular_items_flagged_degraded(client, recommend_server):
+    answer = client.recommend(987_654_321, k=10)
+    assert answer.degraded is True
+    assert len(answer.item_ids) == 10
+    assert set(answer.item_ids) <= set(recommend_server.popular_item_ids)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(user_id=[1], top_k=0, exclude=[], explore=0.0), "top_k"),
+        (dict(user_id=[1], top_k=-3, exclude=[], explore=0.0), "top_k"),
+        (dict(user_id=[1], top_k=1001, exclude=[], explore=0.0), "top_k"),
+        (dict(user_id=[1], top_k=301, exclude=[], explore=0.0), "top_k"),
+        (dict(user_id=[-5], top_k=10, exclude=[], explore=0.0), "user_id"),
+        (dict(user_id=[1], top_k=10, exclude=[-1], explore=0.0), "exclude_item_ids"),
+        (dict(user_id=[1], top_k=10, exclude=[], explore=float("nan")), "explore"),
+        (dict(user_id=[1], top_k=10, exclude=[], explore=-1.0), "explore"),
+        (dict(user_id=[1, 2], top_k=10, exclude=[], explore=0.0), "user_id"),
+        (dict(user_id=[1], top_k=None, exclude=[], explore=0.0), "top_k"),
+        (dict(user_id=[1], top_k=10, exclude=[], explore=0.0, dtypes={"user_id": np.int32}), "user_id"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_the_server_stays_ready(raw, recommend_server, kwargs, message):
+    with pytest.raises(InferenceServerException) as info:
+        _raw_request(raw, **kwargs)
+    assert message in str(info.value)
+    assert raw.is_server_ready()
+    ok = _raw_request(raw, [recommend_server.known_user_ids[0]], 5, [], 0.0)
+    assert ok.as_numpy("item_ids").shape == (5,)
+
+
+def test_typed_client_raises_invalid_input(client):
+    with pytest.raises(InvalidInputError, match="top_k"):
+        client.recommend(1, k=0)
+
+
+def test_http_json_request(recommend_server):
+    user = recommend_server.known_user_ids[3]
+    body = {"inputs": [
+        {"name": "user_id", "datatype": "INT64", "shape": [1], "data": [user]},
+        {"name": "top_k", "datatype": "INT32", "shape": [1], "data": [5]},
+        {"name": "exclude_item_ids", "datatype": "INT64", "shape": [0], "data": []},
+        {"name": "explore", "datatype": "FP32", "shape": [1], "data": [0.0]},
+    ]}
+    request = urllib.request.Request(
+        f"http://{recommend_server.http_url}/v2/models/recommend/infer", data=json.dumps(body).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        payload = json.loads(response.read())
+    outputs = {o["name"]: o for o in payload["outputs"]}
+    assert outputs["item_ids"]["shape"] == [5]
+    assert outputs["degraded"]["data"] == [False]
+    body["inputs"][1]["data"] = [0]
+    bad = urllib.request.Request(
+        f"http://{recommend_server.http_url}/v2/models/recommend/infer", data=json.dumps(body).encode(), method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(bad, timeout=10)
+    assert info.value.code == 400 and "top_k" in info.value.read().decode()
+
+
+def test_served_answers_equal_the_in_process_pipeline(client, recommend_server, sample_users):
+    from cascade.online.pipeline import InProcessRecommender
+
+    offline = InProcessRecommender.load(recommend_server.export_root)
+    for user in sample_users + [987_654_321]:
+        served = client.recommend(user, k=10)
+        local = offline.recommend(user, top_k=10)
+        assert served.item_ids == local.item_ids.tolist(), user
+        np.testing.assert_allclose(served.scores, local.scores, rtol=1e-5, atol=1e-5)
+        assert served.degraded == local.degraded
+
+
+def _metrics(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def _counter(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_business_and_stage_error_metrics(raw, client, recommend_server, sample_users):
+    before = _metrics(recommend_server.metrics_url)
+    client.recommend(sample_users[0], k=10)
+    client.recommend(987_654_321, k=10)
+    with pytest.raises(InferenceServerException):
+        _raw_request(raw, [1], 0, [], 0.0)
+    after = _metrics(recommend_server.metrics_url)
+    assert _counter(after, "cascade_candidates_retrieved_total") > _counter(before, "cascade_candidates_retrieved_total")
+    assert _counter(after, "cascade_cold_start_total") >= _counter(before, "cascade_cold_start_total") + 1
+    assert _counter(after, "cascade_stage_errors_total", stage="user_features", code="INVALID_ARG") >= \
+        _counter(before, "cascade_stage_errors_total", stage="user_features", code="INVALID_ARG") + 1
+    assert 'nv_inference_request_success{model="retrieval"' in after
+
+
+def test_newer_item_snapshot_is_picked_up_without_restart(client, recommend_server, sample_users):
+    from cascade.features.store import materialize
+
+    user = sample_users[2]
+    before = client.recommend(user, k=5).model_version
+    materialize(recommend_server.export_root / "feature_repo")
+    deadline = time.monotonic() + 15
+    after = before
+    while time.monotonic() < deadline and after == before:
+        time.sleep(0.5)
+        after = client.recommend(user, k=5).model_version
+    assert after != before
+    assert after.split("+items.")[0] == before.split("+items.")[0]
