@@ -77,7 +77,7 @@ def export_repository(
     """Build (or reuse) the export for ``data_dir`` at ``out_dir``."""
     from cascade.features.repo import generate_feature_repo
     from cascade.features.store import apply, materialize
-    from cascade.workflows.artifacts import ensure_trained
+    from cascade.workflows.artifacts import train_all
 
     if not 1 <= n_candidates <= 10_000:
         raise InvalidInputError(f"--n-candidates must be in [1, 10000], got {n_candidates}")
@@ -86,7 +86,7 @@ def export_repository(
     info = DatasetInfo.load(data_dir)
     rules_file = Path(rules_file or DEFAULT_RULES_FILE).resolve()
     BusinessRules.load(rules_file)  # fail before any work on a bad rules file
-    artifacts = Path(artifacts_dir).resolve() if artifacts_dir else ensure_trained(data_dir)
+    artifacts = Path(artifacts_dir).resolve() if artifacts_dir else train_all(data_dir, log=LOG.info)[0].root
     for part in ARTIFACT_PARTS:
         if not (artifacts / part).is_dir():
             raise NotFoundError(f"artifacts {artifacts} lack {part}/ (run `cascade train --data {data_dir}`)")

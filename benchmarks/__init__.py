@@ -1,0 +1,1 @@
+"""Benchmarks (run as scripts, e.g. ``python benchmarks/bench_serving.py --help``)."""

@@ -1,0 +1,131 @@
+"""DLRM ranking model (Naumov et al. 2019): one embedding table per categorical workflow output,
+a bottom MLP over the continuous outputs, pairwise dot-product interactions between all feature
+vectors, and a top MLP producing one logit.
+
+Optionally the frozen two-tower model is embedded in the graph: its query and item embeddings
+join the interaction set and their cosine (the retrieval score) feeds the top MLP. Because the
+towers read the same workflow outputs, the ONNX inputs stay "all workflow outputs by name" and
+the retrieval score is available online without an extra input."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from cascade.models.features import FeatureSpec, find
+from cascade.models.layers import masked_mean, mlp
+from cascade.models.two_tower import TwoTower
+
+
+@dataclass
+class DLRMConfig:
+    emb_dim: int = 16
+    bottom: list[int] = field(default_factory=lambda: [64])
+    top: list[int] = field(default_factory=lambda: [256, 64])
+    dropout: float = 0.0
+    item_id_column: str = "item_id"
+    history_columns: tuple[str, ...] = ("recent_items",)
+    history_positions: int = 20
+    ignore_columns: tuple[str, ...] = ("seen_items",)
+    use_retrieval: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["history_columns"] = list(self.history_columns)
+        payload["ignore_columns"] = list(self.ignore_columns)
+        return payload
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> "DLRMConfig":
+        payload = dict(payload)
+        payload["history_columns"] = tuple(payload.get("history_columns", ()))
+        payload["ignore_columns"] = tuple(payload.get("ignore_columns", ()))
+        return cls(**payload)
+
+
+class DLRM(nn.Module):
+    def __init__(self, specs: list[FeatureSpec], config: DLRMConfig | None = None, two_tower: TwoTower | None = None) -> None:
+        super().__init__()
+        self.config = config = config or DLRMConfig()
+        self.specs = list(specs)
+        d = config.emb_dim
+        self.used = [s for s in self.specs if s.name not in set(config.ignore_columns)]
+        self.tables = nn.ModuleDict()
+        item_id = find(self.specs, config.item_id_column)
+        self.history_names = [s.name for s in self.used if s.is_list and s.name in config.history_columns]
+        for spec in self.used:
+            if not spec.is_categorical or spec.name in self.history_names:
+                continue
+            table = nn.Embedding(int(spec.cardinality or 1), d)
+            nn.init.normal_(table.weight, std=0.05)
+            self.tables[spec.name] = table
+        if self.history_names and (item_id is None or config.item_id_column not in self.tables):
+            self.history_names = []
+        self.continuous = [s.name for s in self.used if not s.is_categorical]
+        n_vectors = len(self.tables) + 2 * len(self.history_names)
+        self.bottom = mlp(max(len(self.continuous), 1), list(config.bottom), d, final_act=True) if self.continuous else None
+        if self.bottom is not None:
+            n_vectors += 1
+        self.two_tower = two_tower if (config.use_retrieval and two_tower is not None) else None
+        if self.two_tower is not None:
+            for p in self.two_tower.parameters():
+                p.requires_grad_(False)
+            dim = self.two_tower.config.dim
+            self.query_proj = nn.Linear(dim, d)
+            self.item_proj = nn.Linear(dim, d)
+            n_vectors += 2
+        self.n_vectors = n_vectors
+        li, lj = torch.triu_indices(n_vectors, n_vectors, offset=1)
+        self.register_buffer("li", li, persistent=False)
+        self.register_buffer("lj", lj, persistent=False)
+        top_in = len(li) + (d if self.bottom is not None else 0) + (1 if self.two_tower is not None else 0)
+        self.top = mlp(top_in, list(config.top), 1, dropout=config.dropout)
+        if self.two_tower is not None:
+            # residual path: the ranker starts from the retrieval order and learns corrections
+            self.retrieval_weight = nn.Parameter(torch.tensor(1.0))
+
+    def train(self, mode: bool = True) -> "DLRM":
+        super().train(mode)
+        if self.two_tower is not None:
+            self.two_tower.eval()  # frozen: no dropout
+        return self
+
+    def forward(
+        self, features: dict[str, torch.Tensor], query: torch.Tensor | None = None, item: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [B]. ``query``/``item`` are precomputed two-tower embeddings (training speed-up);
+        when absent (and in the exported graph) the frozen towers compute them from ``features``."""
+        vectors: list[torch.Tensor] = []
+        dense: torch.Tensor | None = None
+        if self.bottom is not None:
+            cont = torch.stack([features[n].to(torch.float32) for n in self.continuous], dim=1)
+            dense = self.bottom(cont)
+            vectors.append(dense)
+        for name, table in self.tables.items():
+            x = features[name]
+            vectors.append(masked_mean(table(x), x > 0) if x.dim() == 2 else table(x))
+        if self.history_names:
+            table = self.tables[self.config.item_id_column]
+            for name in self.history_names:
+                ids = features[name][:, : self.config.history_positions]
+                emb = table(ids)
+                mask = ids > 0
+                vectors.append(masked_mean(emb, mask))
+                vectors.append(emb[:, 0] * mask[:, :1].to(emb.dtype))
+        extra: list[torch.Tensor] = []
+        if self.two_tower is not None:
+            q = self.two_tower.query(features) if query is None else query
+            v = self.two_tower.item(features) if item is None else item
+            vectors.append(self.query_proj(q))
+            vectors.append(self.item_proj(v))
+            extra.append((q * v).sum(1, keepdim=True) / self.two_tower.config.temperature)
+        stacked = torch.stack(vectors, dim=1)  # [B, F, d]
+        inter = torch.bmm(stacked, stacked.transpose(1, 2))[:, self.li, self.lj]
+        top_in = [inter] + ([dense] if dense is not None else []) + extra
+        logit = self.top(torch.cat(top_in, dim=1)).squeeze(-1)
+        if extra:
+            logit = logit + self.retrieval_weight * extra[0].squeeze(-1)
+        return logit

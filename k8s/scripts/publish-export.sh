@@ -1,0 +1,41 @@
+#!/bin/sh
+# Publish a `cascade export` folder for the cluster (aws CLI, credentials of the publisher):
+#   k8s/scripts/publish-export.sh EXPORT_DIR s3://BUCKET/exports [--no-latest]
+# 1. s3://BUCKET/exports/<version>/ <- EXPORT_DIR (export.json, model_repository/, artifacts/,
+#    feature_repo/); <version> is export.json's "version" (VERSION=... overrides). Versions are
+#    immutable: an existing one is refused (FORCE=1 overwrites).
+# 2. s3://BUCKET/exports/LATEST <- <version>, last (skipped with --no-latest): the Triton pods'
+#    model-sync sidecars load it within SYNC_INTERVAL_SECONDS.
+# Not uploaded: feature_repo/data/online.db (the SQLite online store; the cluster uses Redis) and
+# the .cascade/ cache markers.
+set -eu
+usage() { echo "usage: $0 EXPORT_DIR s3://BUCKET/exports [--no-latest]" >&2; exit 2; }
+[ $# -ge 2 ] || usage
+EXPORT=${1%/}; DEST=${2%/}; LATEST=yes
+[ "${3:-}" = "--no-latest" ] && LATEST=no
+case "${DEST}" in s3://*) ;; *) usage ;; esac
+
+for f in export.json model_repository/recommend/config.pbtxt feature_repo/cascade_repo.json \
+         feature_repo/data/registry.db feature_repo/item_snapshot/LATEST; do
+  test -f "${EXPORT}/${f}" || { echo "publish-export: ${EXPORT} lacks ${f} (run \`cascade export\`)" >&2; exit 1; }
+done
+V=${VERSION:-$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "${EXPORT}/export.json")}
+[ -n "${V}" ] || { echo "publish-export: no version in ${EXPORT}/export.json" >&2; exit 1; }
+
+if [ "${FORCE:-0}" != 1 ] && aws s3 ls "${DEST}/${V}/export.json" >/dev/null 2>&1; then
+  echo "publish-export: ${DEST}/${V}/ exists already (FORCE=1 to overwrite)" >&2; exit 1
+fi
+echo "publish-export: ${EXPORT} -> ${DEST}/${V}/"
+aws s3 sync --only-show-errors --no-progress --delete \
+  --exclude 'feature_repo/data/online.db' --exclude '.cascade/*' --exclude '*/.cascade/*' \
+  --exclude 'feature_repo/item_snapshot/LATEST' --exclude 'export.json' \
+  "${EXPORT}/" "${DEST}/${V}/"
+# Pointers after the content they name.
+aws s3 cp --only-show-errors "${EXPORT}/feature_repo/item_snapshot/LATEST" "${DEST}/${V}/feature_repo/item_snapshot/LATEST"
+aws s3 cp --only-show-errors "${EXPORT}/export.json" "${DEST}/${V}/export.json"
+if [ "${LATEST}" = yes ]; then
+  printf '%s\n' "${V}" | aws s3 cp --only-show-errors - "${DEST}/LATEST"
+  echo "publish-export: ${DEST}/LATEST = ${V}"
+else
+  echo "publish-export: LATEST unchanged; serve it with: printf '%s\\n' ${V} | aws s3 cp - ${DEST}/LATEST"
+fi
