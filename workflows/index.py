@@ -23,7 +23,7 @@ class IndexConfig:
     exact_threshold: int = 100_000
     hnsw_m: int = 32
     ef_construction: int = 200
-    ef_search: int = 256
+    ef_search: int = 512
     recall_k: int = 100
     recall_queries: int = 1000
     seed: int = 0

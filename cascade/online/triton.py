@@ -89,15 +89,25 @@ class StageModel:
         self.output_types = {
             o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in self.context.model_config["output"]
         }
-        family = pb_utils.MetricFamily(
+        self._families: dict[str, Any] = {}
+        self._error_family = pb_utils.MetricFamily(
             name=STAGE_ERRORS_METRIC,
             description="Requests a cascade stage answered with an error (by stage and code)",
             kind=pb_utils.MetricFamily.COUNTER,
         )
-        self._error_family = family
         self._error_metrics: dict[str, Any] = {}
         self.build(self.context)
         self.logger.log_info(f"{self.stage_name}: ready ({self.context.instance_kind})")
+
+    def counter(self, name: str, description: str) -> Any:
+        """A ``{stage=...}`` counter of a metric family kept alive for the model's lifetime (Triton
+        rejects increments once the family object is garbage-collected)."""
+        pb_utils = _pb_utils()
+        family = self._families.get(name)
+        if family is None:
+            family = pb_utils.MetricFamily(name=name, description=description, kind=pb_utils.MetricFamily.COUNTER)
+            self._families[name] = family
+        return family.Metric(labels={"stage": self.stage_name})
 
     def _count_error(self, code: str) -> None:
         metric = self._error_metrics.get(code)

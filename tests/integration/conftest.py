@@ -43,15 +43,20 @@ class RecommendServer:
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from cascade.workflows.artifacts import train_artifacts
+    from cascade.workflows.artifacts import TrainConfig, train_all
+    from cascade.workflows.train_ranking import RankingTrainConfig
+    from cascade.workflows.train_retrieval import RetrievalTrainConfig
     from cascade.workflows.export import export_repository
     from cascade.workflows.synthetic import SyntheticConfig, generate
 
     root = tmp_path_factory.mktemp("cascade")
     data = root / "data"
     generate(data, SyntheticConfig(**TINY), name="tiny", progress=False)
-    artifacts = train_artifacts(data, root / "artifacts", preset="tiny")
-    result = export_repository(data, root / "export", artifacts_dir=artifacts)
+    config = TrainConfig(
+        retrieval=RetrievalTrainConfig(epochs=2, progress=False), ranking=RankingTrainConfig(epochs=1, progress=False)
+    )
+    layout, _, _ = train_all(data, root / "artifacts", config, progress=False, log=lambda _: None)
+    result = export_repository(data, root / "export", artifacts_dir=layout.root)
     return data, result.root
 
 

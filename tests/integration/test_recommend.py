@@ -131,6 +131,8 @@ def test_unknown_user_gets_popular_items_flagged_degraded(client, recommend_serv
         (dict(user_id=[1], top_k=10, exclude=[], explore=-1.0), "explore"),
         (dict(user_id=[1, 2], top_k=10, exclude=[], explore=0.0), "user_id"),
         (dict(user_id=[1], top_k=None, exclude=[], explore=0.0), "top_k"),
+        (dict(user_id=None, top_k=10, exclude=[], explore=0.0), "user_id"),
+        (dict(user_id=[1], top_k=10, exclude=[], explore=None), "explore"),
         (dict(user_id=[1], top_k=10, exclude=[], explore=0.0, dtypes={"user_id": np.int32}), "user_id"),
     ],
 )

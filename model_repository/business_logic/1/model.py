@@ -2,10 +2,10 @@
 business_rules.yaml beside this file; see config.pbtxt)."""
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
 from cascade.business.config import BusinessRules
 from cascade.business.rules import Candidates
+from cascade.errors import InvalidInputError
 from cascade.online.export_layout import ExportLayout
 from cascade.online.stages import BusinessLogicStage
 from cascade.online.triton import StageContext, StageModel
@@ -19,13 +19,13 @@ class TritonPythonModel(StageModel):
     def build(self, context: StageContext) -> None:
         manifest = ExportLayout.for_model(context.repository).manifest()
         self.stage = BusinessLogicStage(BusinessRules.load(context.model_path("rules")), manifest.version)
-        self.filtered = pb_utils.MetricFamily(
-            name="cascade_candidates_filtered_total",
-            description="Candidates dropped as seen, excluded or unavailable",
-            kind=pb_utils.MetricFamily.COUNTER,
-        ).Metric(labels={"stage": self.stage_name})
+        self.filtered = self.counter(
+            "cascade_candidates_filtered_total", "Candidates dropped as seen, excluded or unavailable"
+        )
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if "explore" not in inputs:
+            raise InvalidInputError("input 'explore' is required: FP32 of shape [1] (0 = deterministic ranking)")
         categories = inputs["item_category"].reshape(-1).astype(object)
         categories[categories == b""] = None
         seed = inputs.get("seed")

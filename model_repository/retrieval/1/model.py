@@ -1,7 +1,6 @@
 """retrieval: FAISS search -> candidate catalog rows (see config.pbtxt)."""
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
 from cascade.online.export_layout import ExportLayout
 from cascade.online.stages import RetrievalStage
@@ -16,11 +15,7 @@ class TritonPythonModel(StageModel):
     def build(self, context: StageContext) -> None:
         manifest = ExportLayout.for_model(context.repository).manifest()
         self.stage = RetrievalStage(context.export_path("index"), manifest.n_candidates)
-        self.retrieved = pb_utils.MetricFamily(
-            name="cascade_candidates_retrieved_total",
-            description="Candidates returned by the retrieval stage",
-            kind=pb_utils.MetricFamily.COUNTER,
-        ).Metric(labels={"stage": self.stage_name})
+        self.retrieved = self.counter("cascade_candidates_retrieved_total", "Candidates returned by the retrieval stage")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows, scores = self.stage.retrieve(

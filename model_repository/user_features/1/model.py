@@ -1,7 +1,6 @@
 """user_features: validate the request, Feast online lookup, encode the user (see config.pbtxt)."""
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
 from cascade.online.export_layout import ExportLayout
 from cascade.online.request import MAX_TOP_K, parse_request
@@ -17,11 +16,10 @@ class TritonPythonModel(StageModel):
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
         workflow = load_workflow(context.export_path("workflow"))
         self.stage = UserFeatureStage(context.export_path("feature_repo"), workflow)
-        counter = lambda name, text: pb_utils.MetricFamily(  # noqa: E731
-            name=name, description=text, kind=pb_utils.MetricFamily.COUNTER
-        ).Metric(labels={"stage": self.stage_name})
-        self.cold_start = counter("cascade_cold_start_total", "Requests for users unknown to the feature store")
-        self.degraded = counter("cascade_degraded_total", "Requests answered degraded (cold start or store failure)")
+        self.cold_start = self.counter("cascade_cold_start_total", "Requests for users unknown to the feature store")
+        self.degraded = self.counter(
+            "cascade_degraded_total", "Requests answered degraded (cold start or feature-store failure)"
+        )
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = parse_request(inputs, self.max_top_k)
