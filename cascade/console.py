@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 import typer
 from rich.console import Console
@@ -15,12 +15,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+EXIT_ERROR = 2
+
+
+def fail(error: CascadeError, exit_code: int = EXIT_ERROR) -> NoReturn:
+    """Print ``error``'s message in red on stderr and exit with ``exit_code``."""
+    err_console.print(f"error: {error.message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    sys.stderr.flush()
+    raise typer.Exit(code=exit_code)
+
+
 @contextmanager
-def cli_errors(exit_code: int = 2) -> Iterator[None]:
-    """Turn a CascadeError into a red message on stderr and ``exit_code``."""
+def cli_errors(exit_code: int = EXIT_ERROR) -> Iterator[None]:
+    """Turn a CascadeError raised in the block into :func:`fail`."""
     try:
         yield
     except CascadeError as error:
-        err_console.print(f"[red]error:[/red] {error.message}", highlight=False, soft_wrap=True)
-        sys.stderr.flush()
-        raise typer.Exit(code=exit_code) from None
+        fail(error, exit_code)

@@ -9,12 +9,11 @@ from typing import Optional
 
 import typer
 
+from cascade.console import fail
+
 app = typer.Typer(no_args_is_help=True)
 
 
-def _fail(error: Exception) -> None:
-    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @app.command("fit")
@@ -46,7 +45,7 @@ def fit(
         fitted.save(out)
         mark_done(out, key, dataset=str(Path(data).resolve()))
     except CascadeError as error:
-        _fail(error)
+        fail(error)
     typer.echo(f"fitted workflow -> {out} ({fitted.meta.fit_seconds:.1f} s, {fitted.meta.train_rows:,} train rows)")
     for spec in fitted.output_schema():
         typer.echo(
@@ -90,7 +89,7 @@ def transform(
             pq.write_table(pa.table(arrays), path)
             typer.echo(f"{name}: {len(table.ids):,} rows -> {path}")
     except CascadeError as error:
-        _fail(error)
+        fail(error)
 
 
 @app.command("schema")
@@ -105,7 +104,7 @@ def schema(workflow: Path = typer.Option(..., "--workflow", help="fitted workflo
 
         fitted = FittedWorkflow.load(workflow)
     except CascadeError as error:
-        _fail(error)
+        fail(error)
     json.dump(
         {"meta": fitted.meta.model_dump(mode="json"), "output_schema": [s.model_dump() for s in fitted.output_schema()]},
         sys.stdout,

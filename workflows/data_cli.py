@@ -9,7 +9,8 @@ from typing import Callable, Optional, TypeVar
 
 import typer
 
-from cascade.errors import CascadeError, InvalidInputError
+from cascade.console import cli_errors
+from cascade.errors import InvalidInputError
 
 app = typer.Typer(no_args_is_help=True, help="Generate or import a dataset (canonical folder + temporal split).")
 
@@ -19,13 +20,8 @@ EXIT_ERROR = 2
 
 def run_or_exit(work: Callable[[], T]) -> T:
     """Run ``work``; on CascadeError print the message in red to stderr and exit with code 2."""
-    try:
+    with cli_errors(EXIT_ERROR):
         return work()
-    except CascadeError as error:
-        from rich.console import Console
-
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {error.message}", style="red", markup=False)
-        raise typer.Exit(EXIT_ERROR) from None
 
 
 def _summary(info) -> None:

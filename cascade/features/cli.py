@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from cascade.console import fail
+
 from cascade.errors import CascadeError
 
 app = typer.Typer(no_args_is_help=True)
@@ -22,9 +24,6 @@ class OnlineStore(str, Enum):
     redis = "redis"
 
 
-def _fail(error: CascadeError) -> None:
-    typer.secho(f"error: {error.message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @app.command("generate")
@@ -43,7 +42,7 @@ def generate(
     try:
         result = generate_feature_repo(data, repo, online_store.value, redis_connection)
     except CascadeError as error:
-        _fail(error)
+        fail(error)
     typer.echo(
         f"feature repo {result.root}: {result.n_users} users ({len(result.user.names)} features), "
         f"{result.n_items} items ({len(result.item.names)} features), online store {result.online_store}"
@@ -61,7 +60,7 @@ def apply_command(
     try:
         result = apply(repo, skip_if_fresh=not force)
     except CascadeError as error:
-        _fail(error)
+        fail(error)
     state = "unchanged, skipped" if result.skipped else "applied"
     typer.echo(f"feature views {', '.join(result.views)}: {state}")
 
@@ -77,7 +76,7 @@ def materialize_command(
     try:
         result = materialize(repo, skip_if_fresh=not force)
     except CascadeError as error:
-        _fail(error)
+        fail(error)
     state = " (unchanged, skipped)" if result.skipped else ""
     for view, rows in result.rows.items():
         typer.echo(f"{view}: {rows} rows{state}")

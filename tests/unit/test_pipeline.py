@@ -3,7 +3,6 @@ and the BatchRecommender adapters."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
