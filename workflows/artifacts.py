@@ -213,7 +213,8 @@ def train_all(
         timings["fit_workflow"] = time.perf_counter() - t
         t = time.perf_counter()
         log("building leave-future-out training examples")
-        data = prepare(fitted, data_dir)
+        data = prepare(fitted, data_dir, rank_holdout=config.ranking.rank_holdout,
+                       rank_fraction=config.ranking.rank_fraction)
         timings["examples"] = time.perf_counter() - t
         t = time.perf_counter()
         two_tower, retrieval_meta, index_meta = run_retrieval(work, data, config)

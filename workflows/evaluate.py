@@ -88,10 +88,17 @@ class EvaluationReport:
             lines.append(f"| {m.name} | {values} | {m.seconds:.1f} | {m.seen_leaks} |")
         lines += ["", "## Definitions", ""]
         lines += [f"- **{name}**: {text}" for name, text in self.definitions.items()]
+        shown: list[object] = []
         for m in self.methods:
             tuning = m.details.get("tuning") if m.details else None
-            if isinstance(tuning, dict):
-                lines += _tuning_markdown(m.name, tuning)
+            if not isinstance(tuning, dict):
+                continue
+            if tuning.get("grid") in shown:  # several objectives tuned on one grid: print it once
+                lines += ["", f"## {m.name}: tuned for `{tuning.get('objective')}` on the grid above; "
+                              f"best `{tuning.get('best')}`"]
+                continue
+            shown.append(tuning.get("grid"))
+            lines += _tuning_markdown(m.name, tuning)
         lines.append("")
         return "\n".join(lines)
 

@@ -85,7 +85,10 @@ def evaluate(
     seed: int = typer.Option(0, help="Seed for the user sample and ALS."),
     threads: int = typer.Option(2, help="Threads for implicit ALS."),
     tune_als: bool = typer.Option(True, "--tune-als/--no-tune-als", help="Grid-search ALS on a validation split."),
-    als_objective: str = typer.Option("ndcg@10", "--als-objective", help="Validation metric the ALS grid maximises."),
+    als_objective: str = typer.Option(
+        "ndcg@10,recall@100", "--als-objective",
+        help="Validation metric(s) the ALS grid maximises, comma-separated: one tuned ALS row per objective.",
+    ),
     skip_pipeline: bool = typer.Option(False, "--skip-pipeline", help="Only the baselines (no trained models needed)."),
     n_candidates: int = typer.Option(300, "--n-candidates", help="Retrieval candidates for the ranking stage."),
 ) -> None:
@@ -117,14 +120,16 @@ def _run(
     recommenders: list = [PopularityRecommender.fit(catalog, train)]
     if tune_als:
         console.print("tuning ALS on a validation split carved from train ...")
-        als = ALSRecommender.tune(catalog, train, seed=seed, num_threads=threads, objective=als_objective)
-        tuning = als.tuning
-        assert tuning is not None
-        console.print(f"ALS best {tuning.best.label() if tuning.best else '?'} "
-                      f"({len(tuning.results)} fits, {tuning.seconds:.0f} s)")
+        objectives = [o.strip() for o in als_objective.split(",") if o.strip()]
+        tuned = ALSRecommender.tune_objectives(catalog, train, seed=seed, num_threads=threads, objectives=objectives)
+        for als in tuned:
+            tuning = als.tuning
+            assert tuning is not None
+            console.print(f"ALS best for {tuning.objective}: {tuning.best.label() if tuning.best else '?'} "
+                          f"({len(tuning.results)} fits, {tuning.seconds:.0f} s)")
+        recommenders += tuned
     else:
-        als = ALSRecommender(catalog, ALSParams(), seed=seed, num_threads=threads).fit(train)
-    recommenders.append(als)
+        recommenders.append(ALSRecommender(catalog, ALSParams(), seed=seed, num_threads=threads).fit(train))
     recommenders += pipeline
     if info.has_oracle:
         recommenders.append(OracleRecommender(data, catalog))

@@ -142,7 +142,8 @@ def train_retrieval_cmd(
         layout.root.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
         fitted = load_workflow(layout.workflow) if layout.workflow.exists() else fit_workflow(data, layout.workflow, progress)
-        prepared = prepare(fitted, data)
+        prepared = prepare(fitted, data, rank_holdout=config.ranking.rank_holdout,
+                           rank_fraction=config.ranking.rank_fraction)
         _, meta, index_meta = run_retrieval(layout, prepared, config)
         summary = write_summary(layout, data, config, {"retrieval+index": time.perf_counter() - t}, "partial")
         summary.update({"retrieval": meta["training"], "index": index_meta})
@@ -173,7 +174,8 @@ def train_ranking_cmd(
         fitted = load_workflow(layout.workflow)
         two_tower = load_two_tower(layout.retrieval)
         t = time.perf_counter()
-        prepared = prepare(fitted, data)
+        prepared = prepare(fitted, data, rank_holdout=config.ranking.rank_holdout,
+                           rank_fraction=config.ranking.rank_fraction)
         meta = run_ranking(layout, prepared, two_tower, config)
         summary = write_summary(layout, data, config, {"ranking": time.perf_counter() - t}, "partial")
         summary["ranking"] = meta["training"]

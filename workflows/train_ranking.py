@@ -1,8 +1,19 @@
-"""Train the DLRM ranker on positives and sampled negatives: uniform-random, popularity-sampled,
-and hard negatives drawn from the retrieval model's top candidates for the same (leave-future-out)
-query, excluding the positive and every item the user has in train. The frozen two-tower model is
-part of the ranker (its query . item score is an input), so ranking sees retrieval's opinion.
-Early stopping on validation recall@10 after re-ranking retrieval's top candidates."""
+"""Train the DLRM ranker on the serving distribution: retrieval's candidate lists.
+
+Default (``loss="listwise"``): one query per user, with the user's features *before* the ranking
+window (interactions held out from retrieval training, so their retrieval scores are not inflated
+by fitting) and every item of that window as a positive. Each list = the positives +
+``list_negatives`` items drawn uniformly from the user's top-``hard_pool`` retrieval candidates
+(history excluded, as at serving; negatives the user has anywhere in train dropped). Loss: sampled
+softmax of each positive against the list's negatives. The frozen two-tower model is part of the
+ranker (its score is a residual input and the top MLP starts at zero), so epoch 0 is exactly the
+retrieval order and training learns corrections.
+
+``loss="pointwise"`` keeps the earlier recipe (BCE on each positive + hard/random/popular negatives).
+
+Early stopping and model selection on validation NDCG@``eval_k`` (each user's last train
+interaction) after re-ranking retrieval's top ``n_candidates``; epoch 0 (retrieval order) competes,
+so a ranker that does not beat retrieval on validation falls back to retrieval's order."""
 
 from __future__ import annotations
 
@@ -23,14 +34,21 @@ from cascade.workflows.training_data import Catalog, Examples, TrainingData, use
 
 @dataclass
 class RankingTrainConfig:
-    epochs: int = 3
-    batch_size: int = 4096
-    lr: float = 2e-3
+    epochs: int = 4
+    loss: str = "listwise"            # "listwise" (softmax over retrieval candidates) or "pointwise" (BCE)
+    batch_size: int = 4096            # pointwise: rows per step
+    lr: float = 5e-4                  # measured on MovieLens: 2e-3 overfits after one epoch
     weight_decay: float = 1e-6
-    patience: int = 1
+    patience: int = 2
     seed: int = 0
     threads: int = 2
-    positives_per_user: int = 5       # fallback positives (latest retrieval rows) when no held-out rows
+    positives_per_user: int = 10      # listwise: max positives per query; fallback rows when no held-out rows
+    list_negatives: int = 32          # listwise: negatives per query, uniform from the candidate list
+    queries_per_batch: int = 128      # listwise: queries per step
+    positives_in_candidates: bool = True  # listwise: only positives inside the candidate list count
+    rank_holdout: int = 10            # ranking window per user (held out from retrieval training): at most
+    rank_fraction: float | None = 0.1  # ... min(rank_holdout, ceil(rank_fraction x n_user_train)) rows
+    recent_fraction: float = 0.1      # "recent popularity" = count in the last 10% of the train time range
     n_hard: int = 3
     n_random: int = 1
     n_popular: int = 1
@@ -38,7 +56,7 @@ class RankingTrainConfig:
     hard_pool: int = 300              # hard negatives from retrieval's top-``hard_pool`` (= serving candidates)
     n_candidates: int = 300           # validation: re-rank retrieval's top-N
     eval_k: int = 10
-    eval_examples: int = 4000
+    eval_examples: int = 2000
     progress: bool = True
     model: DLRMConfig = field(default_factory=DLRMConfig)
 
@@ -64,6 +82,8 @@ class RankingResult:
     seconds: float
     n_positives: int
     n_rows: int
+    best_ndcg: float = float("nan")
+    retrieval_ndcg: float = float("nan")
 
 
 class SeenSet:
@@ -160,81 +180,260 @@ def rerank_recall(
     return float((top == examples.item_rows[:, None]).any(axis=1).mean()), float(retrieval_hits)
 
 
-def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None) -> RankingResult:
+def item_statistics(data: TrainingData, id_index: np.ndarray, cardinality: int, recent_fraction: float) -> np.ndarray:
+    """[cardinality, 2] standardised per encoded item id: log1p(train count) and log1p(count in the
+    last ``recent_fraction`` of the train time range); OOV buckets get their members' mean."""
+    parts = [data.train] + ([data.rank] if data.rank is not None else []) + [data.val]
+    rows = np.concatenate([p.item_rows for p in parts])
+    times = np.concatenate([p.timestamps for p in parts])
+    n_items = len(data.catalog.item_ids)
+    lo, hi = (times.min(), times.max()) if len(times) else (0, 0)
+    cutoff = hi - recent_fraction * (hi - lo)
+    total = np.bincount(rows, minlength=n_items).astype(np.float64)
+    recent = np.bincount(rows[times >= cutoff], minlength=n_items).astype(np.float64)
+    stats = np.stack([np.log1p(total), np.log1p(recent)], axis=1)
+    out = np.zeros((cardinality, 2))
+    members = np.bincount(id_index, minlength=cardinality).astype(np.float64)
+    for j in range(2):
+        out[:, j] = np.bincount(id_index, weights=stats[:, j], minlength=cardinality) / np.maximum(members, 1)
+    used = members > 0
+    mean, std = out[used].mean(0), out[used].std(0) + 1e-6
+    out = np.where(used[:, None], (out - mean) / std, 0.0)
+    return out.astype(np.float32)
+
+
+@dataclass
+class ListwiseQueries:
+    """One ranking query per user: the features before the user's held-out ranking window, and the
+    window's items as the (possibly several) positives; candidates = retrieval's top list."""
+
+    features: dict[str, np.ndarray]
+    user_ids: np.ndarray
+    history: np.ndarray
+    positives: np.ndarray  # [Q, P] catalog rows, -1 padded
+
+
+def listwise_queries(examples: Examples, max_positives: int) -> ListwiseQueries:
+    """Group user-sorted ``examples`` (rows in time order) by user: query = the first row's features."""
+    starts, ends = user_segments(examples.user_ids)
+    p = int(min(max_positives, (ends - starts).max())) if len(starts) else 1
+    pos = np.full((len(starts), p), -1, np.int64)
+    for j in range(p):
+        has = starts + j < ends
+        pos[has, j] = examples.item_rows[starts[has] + j]
+    return ListwiseQueries({k: v[starts] for k, v in examples.features.items()}, examples.user_ids[starts],
+                           examples.history[starts], pos)
+
+
+def listwise_loss(scores: Any, positive_mask: Any, valid: Any) -> Any:
+    """Sampled softmax over each query's list: mean over positives of
+    -log(exp(s_pos) / (exp(s_pos) + sum over the list's negatives of exp(s_neg)))."""
+    import torch
+
+    neg = scores.masked_fill(positive_mask | ~valid, -1e9)
+    neg_lse = torch.logsumexp(neg, dim=1, keepdim=True)  # [Q, 1]
+    per = torch.logaddexp(scores, neg_lse) - scores      # [Q, L]
+    mask = positive_mask & valid
+    return (per * mask).sum() / mask.sum().clamp(min=1)
+
+
+def rerank_metrics(
+    model: Any, examples: Examples, catalog: Catalog, q: np.ndarray, v: np.ndarray, candidates: np.ndarray, k: int,
+    retrieval_order: bool = False,
+) -> tuple[float, float]:
+    """(recall@k, NDCG@k) of the single positive after DLRM re-ranking of ``candidates`` (retrieval
+    order when ``retrieval_order``)."""
+    import torch
+
+    n, c = candidates.shape
+    if retrieval_order:
+        top = candidates[:, :k]
+    else:
+        scores = np.empty((n, c), np.float32)
+        chunk = max(1, 32768 // c)
+        model.eval()
+        with torch.no_grad():
+            for lo in range(0, n, chunk):
+                rows = np.arange(lo, min(n, lo + chunk))
+                ex = np.repeat(rows, c)
+                items = candidates[rows].reshape(-1)
+                feats = {**to_torch(examples.features, ex), **to_torch(catalog.features, items)}
+                s = model(feats, query=torch.from_numpy(q[ex]), item=torch.from_numpy(v[items]))
+                scores[rows] = s.numpy().reshape(len(rows), c)
+        top = np.take_along_axis(candidates, np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
+    hit = top == examples.item_rows[:, None]
+    recall = float(hit.any(axis=1).mean())
+    ndcg = float((hit / np.log2(np.arange(2, k + 2))[None, :]).sum(axis=1).mean())
+    return recall, ndcg
+
+
+def rerank_recall(
+    model: Any, examples: Examples, catalog: Catalog, q: np.ndarray, v: np.ndarray, candidates: np.ndarray, k: int,
+) -> tuple[float, float]:
+    """(recall@k after DLRM re-ranking, recall@k of retrieval order) on ``examples``."""
+    return (rerank_metrics(model, examples, catalog, q, v, candidates, k)[0],
+            rerank_metrics(model, examples, catalog, q, v, candidates, k, retrieval_order=True)[0])
+
+
+def _pointwise_epoch(
+    model: Any, optimizer: Any, rng: np.random.Generator, positives: Examples, catalog: Catalog, seen: SeenSet,
+    hard: np.ndarray, q: np.ndarray, v: np.ndarray, config: RankingTrainConfig, desc: str,
+) -> tuple[float, int]:
     import torch
     from tqdm.auto import tqdm
+
+    ex, items, labels = sample_negatives(rng, positives, catalog, seen, hard, config)
+    order = rng.permutation(len(ex))
+    batch_size = max(64, min(config.batch_size, len(ex) // config.min_steps_per_epoch))
+    steps = (len(ex) + batch_size - 1) // batch_size
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    running = 0.0
+    bar = tqdm(range(steps), desc=desc, disable=not config.progress, leave=False)
+    for step in bar:
+        b = order[step * batch_size:(step + 1) * batch_size]
+        e, it = ex[b], items[b]
+        feats = {**to_torch(positives.features, e), **to_torch(catalog.features, it)}
+        logits = model(feats, query=torch.from_numpy(q[e]), item=torch.from_numpy(v[it]))
+        loss = loss_fn(logits, torch.from_numpy(labels[b]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running = 0.95 * running + 0.05 * loss.item() if step else loss.item()
+        bar.set_postfix(loss=f"{running:.4f}")
+    bar.close()
+    return running, len(ex)
+
+
+def _listwise_epoch(
+    model: Any, optimizer: Any, rng: np.random.Generator, queries: ListwiseQueries, catalog: Catalog, seen: SeenSet,
+    candidates: np.ndarray, q: np.ndarray, v: np.ndarray, config: RankingTrainConfig, desc: str,
+) -> tuple[float, int]:
+    """One pass over the queries: each list = the query's positives + ``list_negatives`` drawn
+    uniformly from its retrieval candidates (the serving distribution), minus train items."""
+    import torch
+    from tqdm.auto import tqdm
+
+    n_q, c = candidates.shape
+    positives = queries.positives
+    if config.positives_in_candidates:
+        # the ranker only ever re-orders retrieval's list: positives retrieval missed teach nothing it can use
+        inside = (positives[:, :, None] == candidates[:, None, :]).any(axis=2)
+        positives = np.where(inside, positives, -1)
+    n_neg = min(config.list_negatives, c)
+    cols = np.argsort(rng.random((n_q, c)), axis=1)[:, :n_neg]
+    negs = np.take_along_axis(candidates, cols, axis=1)
+    bad = seen.contains(np.repeat(queries.user_ids, n_neg), negs.reshape(-1)).reshape(n_q, n_neg)
+    bad |= (negs[:, :, None] == queries.positives[:, None, :]).any(axis=2)
+    negs = np.where(bad, -1, negs)
+    keep = (positives >= 0).any(axis=1)
+    lists = np.concatenate([positives, negs], axis=1)[keep]  # [Q', P + N]: queries with a usable positive
+    is_pos = np.zeros(lists.shape, bool)
+    is_pos[:, : positives.shape[1]] = True
+    qrows = np.flatnonzero(keep)
+    valid = lists >= 0
+    n_q = len(lists)
+    per_batch = max(4, min(config.queries_per_batch, n_q // config.min_steps_per_epoch))
+    order = rng.permutation(n_q)
+    steps = (n_q + per_batch - 1) // per_batch
+    running, rows_seen = 0.0, 0
+    bar = tqdm(range(steps), desc=desc, disable=not config.progress, leave=False)
+    for step in bar:
+        b = order[step * per_batch:(step + 1) * per_batch]
+        lb, vb = lists[b], valid[b]
+        e = np.repeat(qrows[b], lb.shape[1])[vb.reshape(-1)]
+        it = lb[vb]
+        feats = {**to_torch(queries.features, e), **to_torch(catalog.features, it)}
+        flat = model(feats, query=torch.from_numpy(q[e]), item=torch.from_numpy(v[it]))
+        scores = torch.full(lb.shape, -1e9)
+        scores[torch.from_numpy(vb)] = flat
+        loss = listwise_loss(scores, torch.from_numpy(is_pos[b]), torch.from_numpy(vb))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        rows_seen += len(it)
+        running = 0.9 * running + 0.1 * loss.item() if step else loss.item()
+        bar.set_postfix(loss=f"{running:.4f}")
+    bar.close()
+    return running, rows_seen
+
+
+def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None) -> RankingResult:
+    import torch
 
     from cascade.models.dlrm import DLRM
 
     config = config or RankingTrainConfig()
+    if config.loss not in ("listwise", "pointwise"):
+        raise ValueError(f"ranking loss must be 'listwise' or 'pointwise', got {config.loss!r}")
     seed_everything(config.seed, config.threads)
     rng = np.random.default_rng(config.seed + 1)
     started = time.perf_counter()
     two_tower.eval()
     model = DLRM(data.specs, config.model, two_tower=two_tower)
     catalog = data.catalog
+    if model.n_stats:
+        id_index = catalog.features[config.model.item_id_column].astype(np.int64)
+        model.set_item_stats(torch.from_numpy(
+            item_statistics(data, id_index, model.item_stats.shape[0], config.recent_fraction)[:, : model.n_stats]
+        ))
     if data.rank is not None and len(data.rank):
         positives = data.rank  # held out from retrieval training: unbiased retrieval scores
     else:
         positives = data.train.subset(recent_positive_rows(data.train.user_ids, config.positives_per_user))
     v = embed(two_tower.item, catalog.features)
-    q = embed(two_tower.query, positives.features)
-    hard = top_candidates(q, v, history_rows(catalog, positives.history), config.hard_pool)
     seen = SeenSet(
         np.concatenate([data.train.user_ids, data.val.user_ids] + ([data.rank.user_ids] if data.rank is not None else [])),
         np.concatenate([data.train.item_rows, data.val.item_rows] + ([data.rank.item_rows] if data.rank is not None else [])),
         len(catalog.item_ids),
     )
+    if config.loss == "listwise":
+        queries = listwise_queries(positives, config.positives_per_user)
+        q = embed(two_tower.query, queries.features)
+        cands = top_candidates(q, v, history_rows(catalog, queries.history), config.hard_pool)
+        n_positives = int((queries.positives >= 0).sum())
+    else:
+        q = embed(two_tower.query, positives.features)
+        cands = top_candidates(q, v, history_rows(catalog, positives.history), config.hard_pool)
+        n_positives = len(positives)
     val = data.val
     if len(val) > config.eval_examples:
         val = val.subset(np.sort(rng.choice(len(val), config.eval_examples, replace=False)))
     val_q = embed(two_tower.query, val.features)
     val_candidates = top_candidates(val_q, v, history_rows(catalog, val.history), config.n_candidates)
+    k = config.eval_k
+    retrieval_recall, retrieval_ndcg = rerank_metrics(model, val, catalog, val_q, v, val_candidates, k, retrieval_order=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     history: list[dict[str, float]] = []
-    best, best_epoch, best_state, bad, retrieval_recall = -1.0, 0, None, 0, 0.0
+    # epoch 0 = the untrained ranker, which reproduces the retrieval order (zero-initialised correction)
+    best, best_epoch, bad = retrieval_ndcg, 0, 0
+    best_recall = retrieval_recall
+    best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
     n_rows = 0
     for epoch in range(1, config.epochs + 1):
-        ex, items, labels = sample_negatives(rng, positives, catalog, seen, hard, config)
-        n_rows = len(ex)
-        order = rng.permutation(len(ex))
-        batch_size = max(64, min(config.batch_size, len(ex) // config.min_steps_per_epoch))
-        steps = (len(ex) + batch_size - 1) // batch_size
         model.train()
-        running = 0.0
-        bar = tqdm(range(steps), desc=f"ranking epoch {epoch}/{config.epochs}", disable=not config.progress, leave=False)
-        for step in bar:
-            b = order[step * batch_size:(step + 1) * batch_size]
-            e, it = ex[b], items[b]
-            feats = {**to_torch(positives.features, e), **to_torch(catalog.features, it)}
-            logits = model(feats, query=torch.from_numpy(q[e]), item=torch.from_numpy(v[it]))
-            loss = loss_fn(logits, torch.from_numpy(labels[b]))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running = 0.95 * running + 0.05 * loss.item() if step else loss.item()
-            bar.set_postfix(loss=f"{running:.4f}")
-        bar.close()
-        recall, retrieval_recall = rerank_recall(model, val, catalog, val_q, v, val_candidates, config.eval_k)
-        history.append({"epoch": epoch, "loss": running, f"val_recall@{config.eval_k}": recall,
-                        f"val_retrieval_recall@{config.eval_k}": retrieval_recall})
+        desc = f"ranking epoch {epoch}/{config.epochs}"
+        if config.loss == "listwise":
+            running, n_rows = _listwise_epoch(model, optimizer, rng, queries, catalog, seen, cands, q, v, config, desc)
+        else:
+            running, n_rows = _pointwise_epoch(model, optimizer, rng, positives, catalog, seen, cands, q, v, config, desc)
+        recall, ndcg = rerank_metrics(model, val, catalog, val_q, v, val_candidates, k)
+        history.append({"epoch": epoch, "loss": running, f"val_recall@{k}": recall, f"val_ndcg@{k}": ndcg,
+                        f"val_retrieval_recall@{k}": retrieval_recall, f"val_retrieval_ndcg@{k}": retrieval_ndcg})
         if config.progress:
-            print(f"ranking epoch {epoch}: loss {running:.4f}  val recall@{config.eval_k} reranked {recall:.4f} "
-                  f"(retrieval order {retrieval_recall:.4f})")
-        if recall > best:
-            best, best_epoch, bad = recall, epoch, 0
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            print(f"ranking epoch {epoch}: loss {running:.4f}  val ndcg@{k} {ndcg:.4f} recall@{k} {recall:.4f} "
+                  f"(retrieval order {retrieval_ndcg:.4f} / {retrieval_recall:.4f})")
+        if ndcg > best:
+            best, best_recall, best_epoch, bad = ndcg, recall, epoch, 0
+            best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
         else:
             bad += 1
             if bad > config.patience:
                 break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    model.load_state_dict(best_state)
     model.eval()
-    return RankingResult(model, history, best_epoch, best, retrieval_recall, time.perf_counter() - started,
-                         len(positives), n_rows)
+    return RankingResult(model, history, best_epoch, best_recall, retrieval_recall, time.perf_counter() - started,
+                         n_positives, n_rows, best_ndcg=best, retrieval_ndcg=retrieval_ndcg)
 
 
 def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Path) -> dict[str, Any]:
@@ -259,6 +458,8 @@ def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Pat
             "epochs": result.epochs, "best_epoch": result.best_epoch,
             f"val_recall@{config.eval_k}": result.best_recall,
             f"val_retrieval_recall@{config.eval_k}": result.retrieval_recall,
+            f"val_ndcg@{config.eval_k}": result.best_ndcg,
+            f"val_retrieval_ndcg@{config.eval_k}": result.retrieval_ndcg,
             "seconds": round(result.seconds, 1), "n_positives": result.n_positives, "n_rows_per_epoch": result.n_rows,
         },
     }

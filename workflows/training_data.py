@@ -298,10 +298,13 @@ def build_examples(
     )
 
 
-def split_rows(train: pd.DataFrame, rank_holdout: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_rows(
+    train: pd.DataFrame, rank_holdout: int = 0, rank_fraction: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(retrieval rows, ranking rows, validation rows): validation = each user's last train
     interaction when the user has at least 2; ranking = up to ``rank_holdout`` interactions just
-    before it (always leaving at least one for retrieval); retrieval = the rest."""
+    before it (with ``rank_fraction``: up to min(rank_holdout, ceil(rank_fraction x n))), always
+    leaving at least one for retrieval; retrieval = the rest."""
     u = train["user_id"].to_numpy(np.int64)
     if len(u) == 0:
         raise DataValidationError("train.parquet has no interactions to train on")
@@ -310,7 +313,10 @@ def split_rows(train: pd.DataFrame, rank_holdout: int = 0) -> tuple[np.ndarray, 
     from_end = np.repeat(ends, sizes) - 1 - np.arange(len(u))
     size = np.repeat(sizes, sizes)
     is_val = (from_end == 0) & (size >= 2)
-    n_rank = np.clip(size - 2, 0, rank_holdout)
+    cap = np.full(len(u), rank_holdout, np.int64)
+    if rank_fraction is not None:
+        cap = np.minimum(cap, np.ceil(rank_fraction * size).astype(np.int64))
+    n_rank = np.clip(size - 2, 0, cap)
     is_rank = (from_end >= 1) & (from_end <= n_rank)
     return np.flatnonzero(~is_val & ~is_rank), np.flatnonzero(is_rank), np.flatnonzero(is_val)
 
@@ -322,12 +328,13 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> Iterato
 
 
 def prepare(
-    fitted: Any, data_dir: Path, length: int = HISTORY_LENGTH, progress: bool = False, rank_holdout: int = 3,
+    fitted: Any, data_dir: Path, length: int = HISTORY_LENGTH, progress: bool = False, rank_holdout: int = 10,
+    rank_fraction: float | None = 0.1,
 ) -> TrainingData:
     """Catalog + leave-future-out retrieval/ranking/validation examples for the dataset at ``data_dir``."""
     _, _, users, items, train = load_tables(data_dir)
     catalog = build_catalog(fitted, items, train)
-    train_rows, rank_rows, val_rows = split_rows(train, rank_holdout)
+    train_rows, rank_rows, val_rows = split_rows(train, rank_holdout, rank_fraction)
     hist_len = length
     for spec in fitted.output_schema("user"):
         if spec.name == "recent_items" and spec.list_length:

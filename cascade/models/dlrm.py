@@ -5,7 +5,14 @@ vectors, and a top MLP producing one logit.
 Optionally the frozen two-tower model is embedded in the graph: its query and item embeddings
 join the interaction set and their cosine (the retrieval score) feeds the top MLP. Because the
 towers read the same workflow outputs, the ONNX inputs stay "all workflow outputs by name" and
-the retrieval score is available online without an extra input."""
+the retrieval score is available online without an extra input.
+
+Per-item statistics (log train popularity, log recent popularity, ...) live in a constant buffer
+indexed by the encoded ``item_id`` (filled by the trainer with :meth:`DLRM.set_item_stats`), so
+they also need no extra ONNX input. They feed the bottom MLP and the top MLP.
+
+The last top-MLP layer starts at zero: an untrained ranker reproduces the retrieval order exactly
+(logit = retrieval_weight x retrieval score) and training learns corrections to it."""
 
 from __future__ import annotations
 
@@ -29,8 +36,10 @@ class DLRMConfig:
     item_id_column: str = "item_id"
     history_columns: tuple[str, ...] = ("recent_items",)
     history_positions: int = 20
-    ignore_columns: tuple[str, ...] = ("seen_items",)
+    # seen_items is a filter; user_id would let the ranker memorise each user's (single) training list
+    ignore_columns: tuple[str, ...] = ("seen_items", "user_id")
     use_retrieval: bool = True
+    item_stats: int = 2  # per-item statistic columns in the ``item_stats`` buffer (0 = none)
 
     def to_dict(self) -> dict[str, Any]:
         payload = asdict(self)
@@ -65,8 +74,12 @@ class DLRM(nn.Module):
         if self.history_names and (item_id is None or config.item_id_column not in self.tables):
             self.history_names = []
         self.continuous = [s.name for s in self.used if not s.is_categorical]
+        self.n_stats = int(config.item_stats) if config.item_id_column in self.tables else 0
+        n_item_ids = int(item_id.cardinality or 1) if item_id is not None else 1
+        self.register_buffer("item_stats", torch.zeros(n_item_ids, max(self.n_stats, 1)))
+        n_dense = len(self.continuous) + self.n_stats
         n_vectors = len(self.tables) + 2 * len(self.history_names)
-        self.bottom = mlp(max(len(self.continuous), 1), list(config.bottom), d, final_act=True) if self.continuous else None
+        self.bottom = mlp(n_dense, list(config.bottom), d, final_act=True) if n_dense else None
         if self.bottom is not None:
             n_vectors += 1
         self.two_tower = two_tower if (config.use_retrieval and two_tower is not None) else None
@@ -81,11 +94,23 @@ class DLRM(nn.Module):
         li, lj = torch.triu_indices(n_vectors, n_vectors, offset=1)
         self.register_buffer("li", li, persistent=False)
         self.register_buffer("lj", lj, persistent=False)
-        top_in = len(li) + (d if self.bottom is not None else 0) + (1 if self.two_tower is not None else 0)
+        top_in = len(li) + (d if self.bottom is not None else 0) + (1 if self.two_tower is not None else 0) + self.n_stats
         self.top = mlp(top_in, list(config.top), 1, dropout=config.dropout)
+        if self.two_tower is not None:
+            last = self.top[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         if self.two_tower is not None:
             # residual path: the ranker starts from the retrieval order and learns corrections
             self.retrieval_weight = nn.Parameter(torch.tensor(1.0))
+
+    def set_item_stats(self, stats: torch.Tensor) -> None:
+        """``stats`` [item_id cardinality, item_stats]: standardised per-item statistics."""
+        if self.n_stats == 0:
+            return
+        if tuple(stats.shape) != (self.item_stats.shape[0], self.n_stats):
+            raise ValueError(f"item_stats must be {(self.item_stats.shape[0], self.n_stats)}, got {tuple(stats.shape)}")
+        self.item_stats.copy_(stats.to(self.item_stats.dtype))
 
     def train(self, mode: bool = True) -> "DLRM":
         super().train(mode)
@@ -100,9 +125,14 @@ class DLRM(nn.Module):
         when absent (and in the exported graph) the frozen towers compute them from ``features``."""
         vectors: list[torch.Tensor] = []
         dense: torch.Tensor | None = None
+        stats: torch.Tensor | None = None
+        if self.n_stats:
+            stats = self.item_stats[features[self.config.item_id_column]][:, : self.n_stats]
         if self.bottom is not None:
-            cont = torch.stack([features[n].to(torch.float32) for n in self.continuous], dim=1)
-            dense = self.bottom(cont)
+            cols = [features[n].to(torch.float32).unsqueeze(1) for n in self.continuous]
+            if stats is not None:
+                cols.append(stats)
+            dense = self.bottom(torch.cat(cols, dim=1))
             vectors.append(dense)
         for name, table in self.tables.items():
             x = features[name]
@@ -124,8 +154,8 @@ class DLRM(nn.Module):
             extra.append((q * v).sum(1, keepdim=True) / self.two_tower.config.temperature)
         stacked = torch.stack(vectors, dim=1)  # [B, F, d]
         inter = torch.bmm(stacked, stacked.transpose(1, 2))[:, self.li, self.lj]
-        top_in = [inter] + ([dense] if dense is not None else []) + extra
+        top_in = [inter] + ([dense] if dense is not None else []) + extra + ([stats] if stats is not None else [])
         logit = self.top(torch.cat(top_in, dim=1)).squeeze(-1)
-        if extra:
+        if self.two_tower is not None:
             logit = logit + self.retrieval_weight * extra[0].squeeze(-1)
         return logit

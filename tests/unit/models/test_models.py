@@ -83,3 +83,31 @@ def test_seeded_init_is_deterministic() -> None:
     b = TwoTower(SPECS).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert np.isfinite(a["item_embedding.weight"].numpy()).all()
+
+
+def test_untrained_dlrm_is_the_retrieval_order_and_item_stats_feed_it() -> None:
+    torch.manual_seed(0)
+    tt = TwoTower(SPECS).eval()
+    model = DLRM(SPECS, two_tower=tt).eval()
+    x = _torch(example_inputs(SPECS, 6))
+    q, v = tt.query(x), tt.item(x)
+    retrieval = (q * v).sum(1) / tt.config.temperature
+    assert torch.allclose(model(x), retrieval, atol=1e-5)  # zero-initialised correction
+    torch.nn.init.normal_(model.top[-1].weight)
+    before = model(x)
+    model.set_item_stats(torch.randn(60, 2))
+    assert not torch.allclose(model(x), before)
+    with pytest.raises(ValueError, match="item_stats"):
+        model.set_item_stats(torch.zeros(5, 2))
+
+
+def test_listwise_loss_prefers_positive_on_top() -> None:
+    from cascade.workflows.train_ranking import listwise_loss
+
+    pos = torch.tensor([[True, False, False, False]])
+    valid = torch.tensor([[True, True, True, False]])
+    good = listwise_loss(torch.tensor([[5.0, 0.0, 0.0, 99.0]]), pos, valid)  # invalid slot ignored
+    bad = listwise_loss(torch.tensor([[0.0, 5.0, 0.0, -99.0]]), pos, valid)
+    assert good < bad
+    expected = -torch.log_softmax(torch.tensor([5.0, 0.0, 0.0]), 0)[0]
+    assert torch.allclose(good, expected, atol=1e-5)

@@ -75,3 +75,12 @@ def test_cli_rejects_equal_ports(home: Path) -> None:
     result = CliRunner().invoke(_app(), [str(home), "--http-port", "9000", "--grpc-port", "9000"])
     assert result.exit_code == 1
     assert "must differ" in result.stderr
+
+
+def test_an_export_root_serves_its_model_repository(home: Path) -> None:
+    export = home / "exports" / "demo"
+    (export / "model_repository").mkdir(parents=True)
+    (export / "export.json").write_text("{}")
+    assert resolve_repository(export) == export / "model_repository"
+    (home / "LATEST_EXPORT").write_text(f"{export}\n")
+    assert resolve_repository(None) == export / "model_repository"

@@ -150,8 +150,14 @@ def test_cli_baselines_only(toy: Path, tmp_path: Path, monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     assert "popularity" in result.output and "als" in result.output
     report = json.loads((out / "report.json").read_text())
+    from cascade.workflows.baselines import default_grid
+
+    n_train = len(pd.read_parquet(toy / "train.parquet"))
+    names = [m["name"] for m in report["methods"]]
+    assert names[1:3] == ["als-ndcg@10", "als-recall@100"]  # one tuned ALS per objective, one grid
     tuning = report["methods"][1]["details"]["tuning"]
-    assert len(tuning["grid"]) == 8 and tuning["best"] is not None
+    assert len(tuning["grid"]) == len(default_grid(n_train)) and tuning["best"] is not None
+    assert report["methods"][2]["details"]["tuning"]["objective"] == "recall@100"
     assert "tuning grid" in (out / "report.md").read_text()
 
 

@@ -41,3 +41,13 @@ def test_split_rows_holds_out_last_and_ranking_rows() -> None:
     multi = train.groupby("user_id")["item_id"].transform("size") >= 2
     assert set(val) == set(last.index[multi[last.index]])
     assert set(train.loc[fit, "user_id"]) == set(train["user_id"])  # every user keeps retrieval rows
+
+
+def test_rank_fraction_caps_the_ranking_window() -> None:
+    train = _train()
+    _, rank, val = split_rows(train, rank_holdout=10, rank_fraction=0.1)
+    sizes = train.groupby("user_id")["item_id"].size()
+    per_user = train.loc[rank].groupby("user_id").size()
+    for user, n in per_user.items():
+        assert n <= min(10, int(np.ceil(0.1 * sizes[user]))) and n <= sizes[user] - 2
+    assert len(np.intersect1d(rank, val)) == 0
