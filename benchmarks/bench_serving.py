@@ -1,7 +1,11 @@
 """Serving benchmark of the ``recommend`` ensemble against a running Triton server.
 
-    python benchmarks/bench_serving.py --model-repository build/model_repository \
+    python benchmarks/bench_serving.py --export build/exports/demo --data build/data/demo --catalog demo
+    python benchmarks/bench_serving.py --model-repository build/exports/demo \
         --data build/data/demo --catalog demo [--host 127.0.0.1 --grpc-port 8001]
+
+With ``--export`` the benchmark starts its own tritonserver on free loopback ports (extra server
+options with ``--server-arg``) and stops it (by pid) at the end; otherwise it uses a running one.
 
 Measures, with one seeded Zipf stream of known users (unknown users, excludes, exploration are
 off unless asked):
@@ -48,8 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--model-repository", type=Path, required=True,
+    p.add_argument("--model-repository", type=Path, default=None,
                    help="exported model repository (loaded in process for the floor)")
+    p.add_argument("--export", type=Path, default=None,
+                   help="export root: start (and stop) a tritonserver on it for the run")
+    p.add_argument("--server-arg", action="append", default=[], help="extra tritonserver option")
     p.add_argument("--data", required=True, help="dataset folder or file of known user ids")
     p.add_argument("--catalog", default="demo", help="name for the results file")
     p.add_argument("--requests", type=int, default=2000, help="measured requests at concurrency 1")
@@ -69,6 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-curve", action="store_true")
     p.add_argument("--out", type=Path, default=None, help="default benchmarks/results/serving-<catalog>.json")
     args = p.parse_args(argv)
+    if args.model_repository is None and args.export is None:
+        p.error("one of --export or --model-repository is required")
+    if args.model_repository is None:
+        args.model_repository = args.export
     if args.requests < 1 or args.warmup < 0:
         p.error("--requests must be >= 1 and --warmup >= 0")
     return args
@@ -180,6 +191,15 @@ def print_report(result: dict[str, Any]) -> None:
             curve.add_row(str(row["concurrency"]), f"{row['rps']:.0f}", f"{row['p50_ms']:.2f}",
                           f"{row['p95_ms']:.2f}", f"{row['p99_ms']:.2f}", str(row["errors"]))
         console.print(curve)
+        top = result["curve"][-1]
+        busy = Table(title=f"per-stage ms per request at concurrency {top['concurrency']} (where the knee shows)")
+        for col in ("model", "req/exec", "queue", "infer", "in+out"):
+            busy.add_column(col, justify="left" if col == "model" else "right")
+        for row in top.get("stages", []):
+            rpe = row["requests_per_execution"]
+            busy.add_row(row["model"], f"{rpe:.2f}" if rpe else "-", f"{row['queue_ms']:.3f}",
+                         f"{row['compute_infer_ms']:.3f}", f"{row['compute_input_ms'] + row['compute_output_ms']:.3f}")
+        console.print(busy)
         knee = result["knee"]
         console.print(f"knee (p99 > {knee['p99_limit_ms']:.0f} ms): first at concurrency "
                       f"{knee['first_concurrency_over_limit']}; best within limit "
@@ -188,9 +208,31 @@ def print_report(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.export is None:
+        return run(args)
+    from cascade.serving.ports import free_ports
+    from cascade.serving.server import TritonServer, TritonServerConfig
+
+    http, grpc, metrics = free_ports(3)
+    server = TritonServer(TritonServerConfig(
+        model_repository=(args.export / "model_repository").resolve(), http_port=http, grpc_port=grpc,
+        metrics_port=metrics, extra_args=list(args.server_arg),
+        log_file=ROOT / "build" / "logs" / f"bench-serving-{args.catalog}.log"))
+    server.start()
+    try:
+        print(f"tritonserver pid {server.pid} ready in {server.wait_until_ready(900):.1f} s", flush=True)
+        args.host, args.grpc_port = "127.0.0.1", grpc
+        return run(args, server_args=list(args.server_arg))
+    finally:
+        server.stop()
+
+
+def run(args: argparse.Namespace, server_args: list[str] | None = None) -> int:
+    import os
+
     import tritonclient.grpc as grpcclient
 
-    args = parse_args(argv)
     url = f"{args.host}:{args.grpc_port}"
     user_ids = load_ids(args.data, "user")
     mix = RequestMix(top_k=args.top_k, unknown_share=args.unknown_share,
@@ -210,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpus": __import__("os").cpu_count()},
             "request_mix": asdict(mix), "seed": args.seed, "n_known_users": int(user_ids.size),
+            "server_args": server_args, "loadavg_start": os.getloadavg(),
         }
         print(f"concurrency 1: {args.warmup} warm-up + {args.requests} requests ...", flush=True)
         result["concurrency_1"] = measure_c1(client, warm, reqs)
@@ -231,12 +274,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"concurrency {level}: {args.level_seconds:.0f} s ...", flush=True)
             spec = LevelSpec(url, level, args.level_warmup_seconds, args.level_seconds, user_ids,
                              asdict(mix), args.seed + level)
+            stats_client = grpcclient.InferenceServerClient(url=url)
+            before = snapshot(stats_client)
             out = run_level(spec, args.processes)
+            after = snapshot(stats_client)
+            stats_client.close()
             curve.append({"concurrency": level, "rps": out["rps"], "errors": out["errors"],
-                          "error_samples": out["error_samples"],
-                          **{k: v for k, v in summarize(out["latencies_ms"]).items()}})
+                          "error_samples": out["error_samples"], "loadavg_1m": os.getloadavg()[0],
+                          **{k: v for k, v in summarize(out["latencies_ms"]).items()},
+                          "stages": breakdown(before, after)})
         result["curve"] = curve
         result["knee"] = find_knee(curve, args.p99_limit_ms)
+        result["loadavg_after_curve"] = os.getloadavg()
 
     if args.skip_floor:
         result["floor"] = {"available": False, "reason": "--skip-floor"}

@@ -168,7 +168,10 @@ def feature_store_yaml(online_store: OnlineStoreKind, redis_connection: str | No
         "registry:",
         "  registry_type: file",
         f"  path: {REGISTRY_PATH}",
-        "  cache_ttl_seconds: 60",
+        # 0 = cache the registry forever: with a TTL Feast re-reads the registry file inside a
+        # get_online_features call when it expires (a latency spike on the serving hot path).
+        # Feature values are read live from the online store, so materialization stays visible.
+        "  cache_ttl_seconds: 0",
     ]
     if online_store == "sqlite":
         lines += ["online_store:", "  type: sqlite", f"  path: {SQLITE_PATH}"]

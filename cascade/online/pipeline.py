@@ -47,9 +47,10 @@ class InProcessRecommender:
         self.query = QueryTowerStage(layout.user_tower, workflow)
         self.retrieval = RetrievalStage(layout.index, manifest.n_candidates)
         self.items = ItemFeatureStage(layout.feature_repo, layout.index, workflow)
-        self.transform = TransformStage(workflow)
+        self.transform = TransformStage(workflow, layout.feature_repo)
         self.ranking = RankingStage(layout.dlrm, workflow)
-        self.business = BusinessLogicStage(BusinessRules.load(layout.root / RULES_IN_EXPORT), manifest.version)
+        self.business = BusinessLogicStage(BusinessRules.load(layout.root / RULES_IN_EXPORT), manifest.version,
+                                           layout.feature_repo, workflow)
 
     @classmethod
     def load(cls, path: Path) -> "InProcessRecommender":
@@ -70,8 +71,8 @@ class InProcessRecommender:
         query = self.query.query(user.cat, user.cont, user.lists)
         rows, _ = self.retrieval.retrieve(query, user.cold_start, user.seen_items, request.exclude_item_ids)
         features = self.items.gather(rows)
-        cat, cont, lists = self.transform.transform(user.cat, user.cont, user.lists, features.raw)
-        scores = self.ranking.score(cat, cont, lists)
+        cat, cont, lists = self.transform.transform(features.raw, features.snapshot_version)
+        scores = self.ranking.score(user.cat, user.cont, user.lists, cat, cont, lists)
         selection = self.business.apply(
             Candidates(features.item_ids, scores, features.categories, features.available),
             top_k=request.top_k,

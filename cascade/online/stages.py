@@ -18,11 +18,15 @@ from cascade.business.rules import Candidates, Selection, select
 from cascade.errors import UnavailableError
 from cascade.online.onnx import OnnxModel
 from cascade.online.tensors import (
+    CatalogTensors,
     EncodedLayout,
     RawColumn,
     RawLayout,
+    build_dictionaries,
+    decode_strings,
+    dictionary_columns,
+    encode_strings,
     pack_encoded,
-    pack_raw,
     unpack_encoded,
     unpack_raw,
 )
@@ -57,6 +61,44 @@ def raw_layout(workflow: "FittedWorkflow", entity: str) -> RawLayout:
     )
 
 
+_DICTIONARY_CACHE: dict[tuple[str, str, tuple[str, ...]], dict[str, np.ndarray]] = {}
+_DICTIONARY_CACHE_SIZE = 4
+
+
+def snapshot_dictionaries(feature_repo: Path, version: str, names: tuple[str, ...],
+                          snapshot=None) -> dict[str, np.ndarray]:
+    """String dictionaries of item snapshot ``version`` (see :func:`cascade.online.tensors.string_dictionary`):
+    built from ``snapshot`` when it is that version, else from the published snapshot's Parquet
+    (only the ``names`` columns). Cached per process, so the in-process pipeline builds them once."""
+    key = (str(feature_repo), version, tuple(names))  # callers pass a resolved path (no syscall per request)
+    hit = _DICTIONARY_CACHE.get(key)
+    if hit is not None:
+        return hit
+    if snapshot is not None and snapshot.version == version:
+        columns, lists = snapshot.columns, snapshot.list_columns
+    else:
+        import json
+
+        import pyarrow.parquet as pq
+
+        from cascade.features.repo import SNAPSHOT_DIR
+        from cascade.features.schema import numpy_column
+        from cascade.features.snapshot import ITEMS_FILE, META_FILE
+
+        folder = Path(feature_repo) / SNAPSHOT_DIR / version
+        if not (folder / ITEMS_FILE).is_file():
+            raise UnavailableError(f"item snapshot {version} is not in {folder.parent} (pruned or not published)")
+        lists = tuple(json.loads((folder / META_FILE).read_text()).get("list_columns", []))
+        present = [n for n in names if n in pq.read_schema(folder / ITEMS_FILE).names]
+        table = pq.read_table(folder / ITEMS_FILE, columns=present)
+        columns = {n: numpy_column(table.column(n), n in lists) for n in present}
+    out = build_dictionaries(columns, names, lists)
+    while len(_DICTIONARY_CACHE) >= _DICTIONARY_CACHE_SIZE:
+        _DICTIONARY_CACHE.pop(next(iter(_DICTIONARY_CACHE)))
+    _DICTIONARY_CACHE[key] = out
+    return out
+
+
 @dataclass(frozen=True)
 class EncodedUser:
     cat: np.ndarray  # int64 [1, C]
@@ -70,10 +112,17 @@ class EncodedUser:
 class UserFeatureStage:
     """Live Feast lookup of one user + encoding with the fitted workflow (user entity)."""
 
-    def __init__(self, feature_repo: Path, workflow: "FittedWorkflow") -> None:
+    def __init__(self, feature_repo: Path, workflow: "FittedWorkflow", reader: str = "online_read") -> None:
         from cascade.features.online import UserFeatureReader
 
-        self.reader = UserFeatureReader(feature_repo)
+        if reader == "online_read":  # Feast's online-store API, no SDK per-call overhead (feast_fast.py)
+            from cascade.online.feast_fast import OnlineUserReader
+
+            self.reader = OnlineUserReader(feature_repo)
+        elif reader == "sdk":
+            self.reader = UserFeatureReader(feature_repo)
+        else:
+            raise ValueError(f"user feature reader must be 'online_read' or 'sdk', got {reader!r}")
         self.workflow = workflow
         self.inputs = workflow.input_columns("user")
         self.layout = encoded_layout(workflow, "user")
@@ -133,9 +182,12 @@ class QueryTowerStage:
 class RetrievalStage:
     """FAISS search over the catalog's item embeddings; popular items for cold-start users."""
 
-    def __init__(self, index_dir: Path, n_candidates: int) -> None:
+    def __init__(self, index_dir: Path, n_candidates: int, omp_threads: int = 1) -> None:
         import faiss
 
+        # One query per request: OpenMP threads only add fork/join and spin-wait cost, and on a
+        # small CPU box they steal the cores other stages (and other instances) need.
+        faiss.omp_set_num_threads(max(1, int(omp_threads)))
         self.index = faiss.read_index(str(index_dir / "items.faiss"))
         self.item_ids = np.load(index_dir / "item_ids.npy").astype(np.int64)
         popularity = np.load(index_dir / "popularity.npy").astype(np.float32)
@@ -174,23 +226,63 @@ class RetrievalStage:
 class CandidateFeatures:
     item_ids: np.ndarray  # int64 raw ids [N]
     raw: dict[str, np.ndarray]  # packed raw tensors (item_int, item_float, item_str, item_list, item_list_widths)
-    categories: np.ndarray  # object [N] (None = no category)
+    category_codes: np.ndarray  # int64 [N] codes into the snapshot's category dictionary (0 = none)
     available: np.ndarray  # bool [N]
     snapshot_version: str
+    category_dictionary: np.ndarray  # object [V]
+
+    @property
+    def categories(self) -> np.ndarray:
+        """object [N]: category str, None = no category."""
+        return decode_strings(self.category_codes, self.category_dictionary)
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """One snapshot prepared for the hot path (swapped as a whole on refresh)."""
+
+    snapshot: object  # ItemSnapshot
+    tensors: CatalogTensors
+    category_codes: np.ndarray  # int64 [n_items]
+    category_dictionary: np.ndarray
+    available: np.ndarray  # bool [n_items]
 
 
 class ItemFeatureStage:
-    """Gathers candidate features by row from an in-memory snapshot of the Feast item view."""
+    """Gathers candidate features by row from an in-memory snapshot of the Feast item view.
+
+    At snapshot load the whole catalog is packed once into the raw tensors (strings dictionary-
+    encoded to INT64 codes), so a request is a row gather: no per-candidate Python and no BYTES."""
 
     def __init__(self, feature_repo: Path, index_dir: Path, workflow: "FittedWorkflow", refresh_seconds: float = 30.0) -> None:
         from cascade.features.snapshot import ItemSnapshot
 
-        self.feature_repo = feature_repo
+        self.feature_repo = Path(feature_repo).resolve()
         self.index_item_ids = np.load(index_dir / "item_ids.npy").astype(np.int64)
         self.layout = raw_layout(workflow, "item")
+        self.dictionary_names = item_dictionary_names(self.layout)
         self.refresh_seconds = refresh_seconds
-        self.snapshot = ItemSnapshot.load_latest(feature_repo)
+        self.catalog = self._prepare(ItemSnapshot.load_latest(feature_repo))
         self._last_check = time.monotonic()
+
+    @property
+    def snapshot(self):
+        return self.catalog.snapshot
+
+    def _prepare(self, snapshot) -> _Catalog:
+        dictionaries = snapshot_dictionaries(self.feature_repo, snapshot.version, self.dictionary_names, snapshot)
+        n = len(snapshot)
+        tensors = CatalogTensors.build(snapshot.version, snapshot.columns, self.layout, n, dictionaries)
+        category_dictionary = dictionaries.get(CATEGORY_COLUMN, np.empty(0, dtype=object))
+        category_codes = (
+            encode_strings(snapshot.columns[CATEGORY_COLUMN], category_dictionary)
+            if CATEGORY_COLUMN in snapshot.columns else np.zeros(n, dtype=np.int64)
+        )
+        available = (
+            np.asarray(snapshot.columns[AVAILABLE_COLUMN]).astype(bool)
+            if AVAILABLE_COLUMN in snapshot.columns else np.ones(n, dtype=bool)
+        )
+        return _Catalog(snapshot, tensors, category_codes, category_dictionary, available)
 
     def maybe_refresh(self) -> str | None:
         """Swap in a newer published snapshot (checked at most every ``refresh_seconds``)."""
@@ -203,77 +295,121 @@ class ItemFeatureStage:
         newer = ItemSnapshot.newer_available(self.feature_repo, self.snapshot.version)
         if newer is None:
             return None
-        self.snapshot = ItemSnapshot.load_latest(self.feature_repo)
-        return self.snapshot.version
+        self.catalog = self._prepare(ItemSnapshot.load_latest(self.feature_repo))
+        return self.catalog.snapshot.version
 
     def gather(self, candidate_rows: np.ndarray) -> CandidateFeatures:
-        snapshot = self.snapshot
+        catalog = self.catalog
+        snapshot = catalog.snapshot
         item_ids = self.index_item_ids[np.asarray(candidate_rows, dtype=np.int64).reshape(-1)]
         rows = snapshot.rows_for(item_ids)
         missing = rows < 0
-        safe_rows = np.where(missing, 0, rows)
-        columns = snapshot.gather(safe_rows, list(self.layout.names)) if len(snapshot) else {}
-        if missing.any():  # items not in the snapshot: null features, never recommended
-            columns = {name: _null_out(values, missing) for name, values in columns.items()}
-            columns["item_id"] = item_ids
-        raw = pack_raw(columns, self.layout, len(item_ids))
-        categories = (
-            snapshot.columns[CATEGORY_COLUMN][safe_rows].astype(object)
-            if CATEGORY_COLUMN in snapshot.columns else np.full(len(item_ids), None, dtype=object)
-        )
-        available = (
-            snapshot.columns[AVAILABLE_COLUMN][safe_rows].astype(bool)
-            if AVAILABLE_COLUMN in snapshot.columns else np.ones(len(item_ids), dtype=bool)
-        )
-        available = available & ~missing
-        return CandidateFeatures(item_ids, raw, categories, available, snapshot.version)
+        any_missing = bool(missing.any())
+        safe_rows = np.where(missing, 0, rows) if any_missing else rows
+        if len(snapshot):
+            raw = catalog.tensors.gather(safe_rows, missing if any_missing else None, item_ids, self.layout)
+        else:  # empty snapshot: every candidate is missing
+            raw = _all_missing(item_ids, self.layout)
+        codes = catalog.category_codes[safe_rows] if len(snapshot) else np.zeros(len(item_ids), np.int64)
+        available = catalog.available[safe_rows] if len(snapshot) else np.zeros(len(item_ids), bool)
+        if any_missing:  # items not in the snapshot: null features, never recommended
+            codes = np.where(missing, 0, codes)
+            available = available & ~missing
+        return CandidateFeatures(item_ids, raw, codes, available, snapshot.version, catalog.category_dictionary)
 
 
-def _null_out(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    """Null the rows of items missing from the snapshot (numbers -> NaN, others -> None)."""
-    out = values.astype(np.float64) if values.dtype.kind in "iubf" else values.astype(object)
-    out[missing] = np.nan if out.dtype.kind == "f" else None
-    return out
+def _warm_dictionaries(feature_repo: Path, names: tuple[str, ...]) -> None:
+    """Build the latest snapshot's dictionaries at load, not in the first request."""
+    from cascade.features.snapshot import latest_version
+
+    version = latest_version(feature_repo)
+    if version is not None:
+        try:
+            snapshot_dictionaries(feature_repo, version, names)
+        except UnavailableError as exc:  # pragma: no cover - racing a publish; built on first use
+            LOG.warning("dictionary warm-up skipped: %s", exc)
+
+
+def item_dictionary_names(layout: RawLayout) -> tuple[str, ...]:
+    names = dictionary_columns(layout)
+    return names if CATEGORY_COLUMN in names else names + (CATEGORY_COLUMN,)
+
+
+def _all_missing(item_ids: np.ndarray, layout: RawLayout) -> dict[str, np.ndarray]:
+    from cascade.online.tensors import INT_NULL
+
+    n = len(item_ids)
+    ints = np.full((n, len(layout.ints)), INT_NULL, dtype=np.int64)
+    if "item_id" in layout.ints:
+        ints[:, layout.ints.index("item_id")] = item_ids
+    return {
+        "item_int": ints,
+        "item_float": np.full((n, len(layout.floats)), np.nan),
+        "item_str": np.zeros((n, len(layout.strings)), np.int64),
+        "item_list": np.zeros((n, 0), np.int64),
+        "item_list_widths": np.zeros(len(layout.lists), np.int64),
+    }
 
 
 class TransformStage:
-    """The fitted workflow on the candidates (item entity), joined with the encoded user."""
+    """The fitted workflow on the candidates (item entity). String codes are decoded with the
+    dictionaries of the request's item-snapshot version. Only the candidates' item-entity encodings
+    leave this stage: the user's encodings (one row) go to ``ranking`` straight from
+    ``user_features`` and are broadcast there, in process, instead of crossing two more stage
+    boundaries as N identical rows (the [N, 50] history list alone was ~120 KB per request)."""
 
-    def __init__(self, workflow: "FittedWorkflow") -> None:
+    def __init__(self, workflow: "FittedWorkflow", feature_repo: Path) -> None:
         self.workflow = workflow
+        self.feature_repo = Path(feature_repo).resolve()
         self.raw = raw_layout(workflow, "item")
-        self.user = encoded_layout(workflow, "user")
-        self.ranking = encoded_layout(workflow, None)
+        self.dictionary_names = item_dictionary_names(self.raw)
+        _warm_dictionaries(feature_repo, self.dictionary_names)
+        self.items = encoded_layout(workflow, "item")
 
-    def transform(self, user_cat: np.ndarray, user_cont: np.ndarray, user_lists: np.ndarray,
-                  raw: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        items = self.workflow.transform_batch(unpack_raw(raw, self.raw), entity="item")
-        n = len(next(iter(items.values()))) if items else 0
-        user = unpack_encoded(user_cat, user_cont, user_lists, self.user)
-        joined = {name: np.broadcast_to(value, (n,) + value.shape[1:]) for name, value in user.items()}
-        joined.update(items)
-        return pack_encoded(joined, self.ranking, n)
+    def transform(self, raw: dict[str, np.ndarray], snapshot_version: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        dictionaries = snapshot_dictionaries(self.feature_repo, snapshot_version, self.dictionary_names)
+        items = self.workflow.transform_batch(unpack_raw(raw, self.raw, dictionaries), entity="item")
+        n = len(next(iter(items.values()))) if items else int(np.asarray(raw["item_int"]).shape[0])
+        return pack_encoded(items, self.items, n)
 
 
 class RankingStage:
-    """DLRM scores for user x candidates (ONNX Runtime; CUDA EP on GPU instances)."""
+    """DLRM scores for user x candidates (ONNX Runtime; CUDA EP on GPU instances): the user's
+    encodings [1, ...] broadcast over the candidates' item encodings [N, ...]."""
 
     def __init__(self, onnx_path: Path, workflow: "FittedWorkflow", intra_op_threads: int = 1,
                  device: str = "cpu", device_id: int = 0) -> None:
         self.model = OnnxModel(onnx_path, intra_op_threads=intra_op_threads, device=device, device_id=device_id)
-        self.layout = encoded_layout(workflow, None)
+        self.user = encoded_layout(workflow, "user")
+        self.items = encoded_layout(workflow, "item")
 
-    def score(self, cat: np.ndarray, cont: np.ndarray, lists: np.ndarray) -> np.ndarray:
-        if cat.shape[0] == 0:
+    def score(self, user_cat: np.ndarray, user_cont: np.ndarray, user_lists: np.ndarray,
+              cat: np.ndarray, cont: np.ndarray, lists: np.ndarray) -> np.ndarray:
+        n = int(cat.shape[0])
+        if n == 0:
             return np.empty(0, dtype=np.float32)
-        feeds = unpack_encoded(cat, cont, lists, self.layout)
+        feeds = unpack_encoded(cat, cont, lists, self.items)
+        for name, value in unpack_encoded(user_cat, user_cont, user_lists, self.user).items():
+            feeds[name] = np.ascontiguousarray(np.broadcast_to(value[:1], (n,) + value.shape[1:]))
         return self.model.run(feeds)[0].reshape(-1).astype(np.float32, copy=False)
 
 
 class BusinessLogicStage:
-    def __init__(self, rules: BusinessRules, export_version: str) -> None:
+    def __init__(self, rules: BusinessRules, export_version: str, feature_repo: Path | None = None,
+                 workflow: "FittedWorkflow | None" = None) -> None:
         self.rules = rules
         self.export_version = export_version
+        self.feature_repo = Path(feature_repo).resolve() if feature_repo is not None else None
+        self.dictionary_names = item_dictionary_names(raw_layout(workflow, "item")) if workflow is not None else (CATEGORY_COLUMN,)
+        if feature_repo is not None:
+            _warm_dictionaries(feature_repo, self.dictionary_names)
+
+    def categories(self, codes: np.ndarray, snapshot_version: str) -> np.ndarray:
+        """Category codes (item_features) -> object [N] of str / None, via the snapshot's dictionary."""
+        if self.feature_repo is None:
+            raise UnavailableError("business_logic: no feature_repo configured to decode category codes")
+        dictionaries = snapshot_dictionaries(self.feature_repo, snapshot_version, self.dictionary_names)
+        return decode_strings(codes, dictionaries.get(CATEGORY_COLUMN, np.empty(0, dtype=object)))
 
     def model_version(self, snapshot_version: str) -> str:
         return f"{self.export_version}+items.{snapshot_version}"

@@ -7,7 +7,7 @@ from cascade.business.config import BusinessRules
 from cascade.business.rules import Candidates
 from cascade.errors import InvalidInputError
 from cascade.online.export_layout import ExportLayout
-from cascade.online.stages import BusinessLogicStage
+from cascade.online.stages import BusinessLogicStage, load_workflow
 from cascade.online.triton import StageContext, StageModel
 
 EMPTY = np.empty(0, dtype=np.int64)
@@ -18,7 +18,10 @@ class TritonPythonModel(StageModel):
 
     def build(self, context: StageContext) -> None:
         manifest = ExportLayout.for_model(context.repository).manifest()
-        self.stage = BusinessLogicStage(BusinessRules.load(context.model_path("rules")), manifest.version)
+        self.stage = BusinessLogicStage(
+            BusinessRules.load(context.model_path("rules")), manifest.version,
+            context.export_path("feature_repo"), load_workflow(context.export_path("workflow")),
+        )
         self.filtered = self.counter(
             "cascade_candidates_filtered_total", "Candidates dropped as seen, excluded or unavailable"
         )
@@ -26,8 +29,8 @@ class TritonPythonModel(StageModel):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if "explore" not in inputs:
             raise InvalidInputError("input 'explore' is required: FP32 of shape [1] (0 = deterministic ranking)")
-        categories = inputs["item_category"].reshape(-1).astype(object)
-        categories[categories == b""] = None
+        snapshot = inputs["snapshot_version"].reshape(-1)[0].decode()
+        categories = self.stage.categories(inputs["item_category"].reshape(-1), snapshot)
         seed = inputs.get("seed")
         selection = self.stage.apply(
             Candidates(
@@ -43,7 +46,6 @@ class TritonPythonModel(StageModel):
             seed=None if seed is None else int(seed.reshape(-1)[0]),
         )
         self.filtered.increment(selection.n_filtered)
-        snapshot = inputs["snapshot_version"].reshape(-1)[0].decode()
         return {
             "item_ids": selection.item_ids,
             "scores": selection.scores,

@@ -24,11 +24,10 @@ class TritonPythonModel(StageModel):
         if refreshed:
             self.logger.log_info(f"item_features: loaded newer snapshot {refreshed}")
         features = self.stage.gather(inputs["candidate_rows"])
-        categories = np.array([b"" if c is None else str(c).encode() for c in features.categories], dtype=object)
         return {
             "candidate_item_ids": features.item_ids,
             **features.raw,
-            "item_category": categories,
+            "item_category": features.category_codes,
             "item_available": features.available,
             "snapshot_version": np.array([features.snapshot_version.encode()], dtype=object),
         }

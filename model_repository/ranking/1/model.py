@@ -20,4 +20,7 @@ class TritonPythonModel(StageModel):
         self.logger.log_info(f"ranking: providers {self.stage.model.providers}")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"ranking_scores": self.stage.score(inputs["rank_cat"], inputs["rank_cont"], inputs["rank_lists"])}
+        return {"ranking_scores": self.stage.score(
+            inputs["user_cat"], inputs["user_cont"], inputs["user_lists"],
+            inputs["rank_cat"], inputs["rank_cont"], inputs["rank_lists"],
+        )}

@@ -1,4 +1,4 @@
-"""transform: the fitted preprocessing workflow on the candidates, joined with the user (see config.pbtxt)."""
+"""transform: the fitted preprocessing workflow on the candidates (item entity; see config.pbtxt)."""
 
 import numpy as np
 
@@ -12,10 +12,10 @@ class TritonPythonModel(StageModel):
     stage_name = "transform"
 
     def build(self, context: StageContext) -> None:
-        self.stage = TransformStage(load_workflow(context.export_path("workflow")))
+        self.stage = TransformStage(load_workflow(context.export_path("workflow")), context.export_path("feature_repo"))
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cat, cont, lists = self.stage.transform(
-            inputs["user_cat"], inputs["user_cont"], inputs["user_lists"], {k: inputs[k] for k in RAW}
+            {k: inputs[k] for k in RAW}, inputs["snapshot_version"].reshape(-1)[0].decode()
         )
         return {"rank_cat": cat, "rank_cont": cont, "rank_lists": lists}

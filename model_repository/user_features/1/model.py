@@ -15,7 +15,8 @@ class TritonPythonModel(StageModel):
         manifest = ExportLayout.for_model(context.repository).manifest()
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
         workflow = load_workflow(context.export_path("workflow"))
-        self.stage = UserFeatureStage(context.export_path("feature_repo"), workflow)
+        self.stage = UserFeatureStage(context.export_path("feature_repo"), workflow,
+                                      reader=context.parameter("feast_reader", "online_read"))
         self.cold_start = self.counter("cascade_cold_start_total", "Requests for users unknown to the feature store")
         self.degraded = self.counter(
             "cascade_degraded_total", "Requests answered degraded (cold start or feature-store failure)"

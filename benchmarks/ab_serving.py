@@ -1,0 +1,203 @@
+"""A/B latency of several serving variants of ONE export, interleaved so that background load
+(2 shared cores) hits every variant alike:
+
+    python benchmarks/ab_serving.py --export build/exports/demo --data build/data/demo \
+        --variant base=/tmp/orig/model_repository:/tmp/orig \
+        --variant new=model_repository \
+        --variant new-r2=model_repository@ranking.count=2 ... --rounds 6 --block 300
+
+A variant is ``NAME=SOURCE[:PYTHONPATH][@OVERRIDE,...]``: SOURCE is a model-repository source folder
+(``model_repository/`` of a checkout), PYTHONPATH (optional) puts another checkout's ``cascade`` in
+front for that server: a folder whose ``sitecustomize.py`` is run at the top of every model.py (the
+stub ignores PYTHONPATH; e.g. one that imports the committed ``cascade`` extracted with ``git
+archive``), OVERRIDES edit the
+copied configs: ``<model>.count=N`` (instance count), ``<model>.param.<key>=V`` (a ``parameters``
+entry), ``<model>.batch=N[/delay_us]`` (max_batch_size + dynamic batching), ``server=ARG`` (an extra
+tritonserver argument, ``;`` for several). Each variant gets a repository under
+``build/bench/variants/<name>`` that links the export's artifacts and feature repo.
+
+All servers run at once (idle stubs cost no CPU); requests go in blocks of ``--block`` to each
+variant in turn for ``--rounds`` rounds (same requests for every variant). Prints p50/p99 and the
+per-stage breakdown (Triton statistics) per variant and writes ``benchmarks/results/ab-<tag>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.bench_serving import sequential_grpc  # noqa: E402
+from benchmarks.latency import summarize  # noqa: E402
+from benchmarks.triton_stats import breakdown, snapshot  # noqa: E402
+from loadtests.sampling import RequestMix, RequestSampler, load_ids  # noqa: E402
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    name, _, rest = text.partition("=")
+    rest, _, overrides = rest.partition("@")
+    source, _, pythonpath = rest.partition(":")
+    return {"name": name, "source": Path(source), "pythonpath": pythonpath or None,
+            "overrides": [o for o in overrides.split(",") if o]}
+
+
+def _set_count(text: str, count: int) -> str:
+    return re.sub(r"instance_group \[ \{ kind: KIND_CPU count: \d+ \} \]",
+                  f"instance_group [ {{ kind: KIND_CPU count: {count} }} ]", text)
+
+
+def _set_param(text: str, key: str, value: str) -> str:
+    line = f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}'
+    pattern = re.compile(r'parameters \{ key: "' + re.escape(key) + r'" value: \{ string_value: "[^"]*" \} \}')
+    return pattern.sub(line, text) if pattern.search(text) else text.rstrip() + "\n" + line + "\n"
+
+
+def make_variant(export: Path, variant: dict[str, Any], out_root: Path) -> tuple[Path, list[str]]:
+    """Variant export folder (links to the export's artifacts/feature repo) + extra server args."""
+    target = out_root / variant["name"]
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for part in ("artifacts", "feature_repo", "export.json"):
+        (target / part).symlink_to((export / part).resolve())
+    repo = target / "model_repository"
+    shutil.copytree(variant["source"], repo, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".gitkeep"))
+    if variant["pythonpath"]:  # the stub's embedded interpreter ignores PYTHONPATH: boot in model.py
+        boot = Path(variant["pythonpath"]) / "sitecustomize.py"
+        for model_py in repo.glob("*/1/model.py"):
+            model_py.write_text(f"import runpy as _r; _r.run_path({str(boot)!r})\n" + model_py.read_text())
+    rules = export / "model_repository" / "business_logic" / "1" / "business_rules.yaml"
+    shutil.copy2(rules, repo / "business_logic" / "1" / "business_rules.yaml")
+    server_args: list[str] = []
+    for override in variant["overrides"]:
+        key, _, value = override.partition("=")
+        if key == "server":
+            server_args += value.split(";")
+            continue
+        model, _, what = key.partition(".")
+        config = repo / model / "config.pbtxt"
+        text = config.read_text()
+        if what == "count":
+            text = _set_count(text, int(value))
+        elif what.startswith("param."):
+            text = _set_param(text, what[len("param."):], value)
+        else:
+            raise SystemExit(f"unknown override {override!r}")
+        config.write_text(text)
+    return target, server_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tritonclient.grpc as grpcclient
+
+    from cascade.serving.ports import free_ports
+    from cascade.serving.server import TritonServer, TritonServerConfig
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--export", type=Path, required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--variant", action="append", required=True)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--block", type=int, default=300)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--tag", default="ab")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    variants = [parse_variant(v) for v in args.variant]
+    out_root = ROOT / "build" / "bench" / "variants"
+    servers: dict[str, TritonServer] = {}
+    clients: dict[str, Any] = {}
+    try:
+        for v in variants:
+            folder, extra = make_variant(args.export, v, out_root)
+            http, grpc, metrics = free_ports(3)
+            old = os.environ.get("PYTHONPATH")
+            if v["pythonpath"]:
+                os.environ["PYTHONPATH"] = v["pythonpath"]
+            try:
+                server = TritonServer(TritonServerConfig(
+                    model_repository=(folder / "model_repository").resolve(), http_port=http, grpc_port=grpc,
+                    metrics_port=metrics, extra_args=extra,
+                    log_file=ROOT / "build" / "logs" / f"ab-{args.tag}-{v['name']}.log"))
+                server.start()
+            finally:
+                if old is None:
+                    os.environ.pop("PYTHONPATH", None)
+                else:
+                    os.environ["PYTHONPATH"] = old
+            servers[v["name"]] = server
+            print(f"{v['name']}: pid {server.pid} grpc {grpc} {extra}", flush=True)
+        for name, server in servers.items():
+            server.wait_until_ready(600)
+            clients[name] = grpcclient.InferenceServerClient(server.grpc_url)
+
+        users = load_ids(args.data, "user")
+        stream = RequestSampler(users, RequestMix(top_k=10), seed=args.seed)
+        warm = stream.take(args.warmup)
+        for name, client in clients.items():
+            _, n_err, samples = sequential_grpc(client, warm)
+            if n_err:
+                print(f"{name}: {n_err} errors in warm-up, e.g. {samples[:1]}", flush=True)
+        lat: dict[str, list[np.ndarray]] = {n: [] for n in clients}
+        before = {n: snapshot(c) for n, c in clients.items()}
+        errors = {n: 0 for n in clients}
+        load = []
+        for r in range(args.rounds):
+            block = stream.take(args.block)
+            order = list(clients) if r % 2 == 0 else list(reversed(list(clients)))
+            for name in order:
+                values, n_err, _ = sequential_grpc(clients[name], block)
+                lat[name].append(values)
+                errors[name] += n_err
+            load.append(os.getloadavg()[0])
+        after = {n: snapshot(c) for n, c in clients.items()}
+        result: dict[str, Any] = {"tag": args.tag, "export": str(args.export), "rounds": args.rounds,
+                                  "block": args.block, "loadavg_1m": load,
+                                  "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "variants": {}}
+        for v in variants:
+            name = v["name"]
+            all_lat = np.concatenate(lat[name])
+            per_round = [float(np.median(x)) for x in lat[name]]
+            result["variants"][name] = {
+                "spec": {**v, "source": str(v["source"])}, "latency": summarize(all_lat),
+                "p50_per_round_ms": per_round, "errors": errors[name],
+                "stages": breakdown(before[name], after[name]),
+            }
+    finally:
+        for client in clients.values():
+            client.close()
+        for server in servers.values():
+            server.stop()
+
+    base = variants[0]["name"]
+    print(f"\nA/B '{args.tag}', {args.rounds} rounds x {args.block} requests, load avg "
+          f"{np.mean(result['loadavg_1m']):.2f}")
+    print(f"{'variant':14s} {'p50':>7s} {'p99':>7s} {'mean':>7s} {'p50/base':>8s}  per-stage total ms (queue+in+infer+out)")
+    for name, row in result["variants"].items():
+        lat_row = row["latency"]
+        ratio = lat_row["p50_ms"] / result["variants"][base]["latency"]["p50_ms"]
+        stages = " ".join(f"{s['model'][:6]}={s['success_ms']:.2f}" for s in row["stages"])
+        print(f"{name:14s} {lat_row['p50_ms']:7.2f} {lat_row['p99_ms']:7.2f} {lat_row['mean_ms']:7.2f} "
+              f"{ratio:8.2f}  {stages}  err={row['errors']}")
+    out = ROOT / "benchmarks" / "results" / f"ab-{args.tag}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=float))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
