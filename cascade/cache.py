@@ -13,15 +13,28 @@ from pathlib import Path
 from typing import Any, Iterable
 
 STEP_FILE = "_cascade_step.json"
+IGNORED_PARTS = ("__pycache__", ".pytest_cache")
+IGNORED_SUFFIXES = (".pyc", ".pyo")
+
+
+def _hashed(file: Path) -> bool:
+    """Files that belong to a step's input: not our own marker, not bytecode caches (Python writes
+    those when the code is imported, which must not change the hash)."""
+    return (
+        file.name != STEP_FILE
+        and file.suffix not in IGNORED_SUFFIXES
+        and not any(part in IGNORED_PARTS for part in file.parts)
+    )
 
 
 def hash_files(paths: Iterable[Path], chunk: int = 1 << 20) -> str:
-    """sha256 over the names, sizes and bytes of ``paths`` (folders are walked in sorted order)."""
+    """sha256 over the names, sizes and bytes of ``paths`` (folders are walked in sorted order;
+    bytecode caches and step markers are skipped)."""
     digest = hashlib.sha256()
     for path in sorted(Path(p) for p in paths):
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
-            if file.name == STEP_FILE:
+            if not _hashed(file):
                 continue
             digest.update(str(file.name).encode())
             digest.update(str(file.stat().st_size).encode())
