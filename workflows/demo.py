@@ -64,8 +64,8 @@ def _show(grpc_url: str, users: list[int], unknown_user: int) -> None:
             started = time.perf_counter()
             answer = client.recommend(user, k=10)
             ms = (time.perf_counter() - started) * 1000
-            note = "cold start: popular items, degraded=True" if answer.degraded else "known user"
-            table = Table(title=f"user {user} ({note}) - {ms:.1f} ms over gRPC", title_justify="left")
+            note = "unknown user: cold start, popular items, degraded=True" if answer.degraded else None
+            table = Table(title=f"user {user}: {ms:.1f} ms over gRPC", caption=note, title_justify="left")
             table.add_column("rank", justify="right")
             table.add_column("item_id", justify="right")
             table.add_column("score", justify="right")
