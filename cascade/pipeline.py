@@ -134,15 +134,18 @@ class OfflinePipeline:
         return out, out_s
 
     def rank(self, user_features: dict[str, np.ndarray], candidates: np.ndarray) -> np.ndarray:
-        """DLRM logits [B, n] for candidate rows (-inf where -1)."""
-        from cascade.workflows.onnx_export import run_onnx
+        """DLRM logits [B, n] for candidate rows (-inf where -1). One graph call for the chunk: the
+        B users' features once (batch U = B) and their valid candidates (batch N) with ``user_row``
+        mapping each candidate to its user, exactly as serving feeds one user and its candidates."""
+        from cascade.workflows.onnx_export import USER_ROW, run_onnx
 
         b, n = candidates.shape
         valid = candidates >= 0
-        ex = np.repeat(np.arange(b), n)[valid.reshape(-1)]
+        user_row = np.repeat(np.arange(b, dtype=np.int64), n)[valid.reshape(-1)]
         rows = candidates[valid]
-        feats = {k: v[ex] for k, v in user_features.items()}
+        feats = dict(user_features)
         feats.update({k: v[rows] for k, v in self.item_features.items()})
+        feats[USER_ROW] = user_row
         scores = np.full((b, n), -np.inf, np.float32)
         if len(rows):
             scores[valid] = run_onnx(self.ranker, feats)

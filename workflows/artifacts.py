@@ -5,7 +5,7 @@ run that fills it, cached by input hash (dataset content hash + config + code).
 workflow/                   fitted preprocessing workflow
 retrieval/user_tower.onnx   output "query" [B, D]          retrieval/item_tower.onnx  output "item_embedding" [B, D]
 retrieval/meta.json         (+ model.pt: torch weights, for `cascade train ranking`)
-ranking/dlrm.onnx           output "score" [B] (logit)     ranking/meta.json (+ model.pt)
+ranking/dlrm.onnx           user inputs [U], item inputs [N], user_row [N] -> "score" [N] (logit); ranking/meta.json (+ model.pt)
 index/items.faiss, index/item_ids.npy, index/popularity.npy, index/meta.json
 train.json                  summary: dataset, config, timings
 ```

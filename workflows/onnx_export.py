@@ -36,22 +36,31 @@ def _numpy_dtype(spec: FeatureSpec) -> str:
     return "int64" if spec.is_categorical else "float32"
 
 
+USER_ROW = "user_row"  # dlrm.onnx: INT64 [N], the user row (batch U) of each candidate row (batch N)
+
+
 def export_module(
-    fn: Callable[[dict], "object"],
+    fn: Callable[..., "object"],
     module: "object",
     specs: list[FeatureSpec],
     output_name: str,
     path: Path,
+    axes: dict[str, str] | None = None,
+    user_row: bool = False,
 ) -> Path:
-    """Export ``fn(features_dict)`` (a method of ``module``) with inputs ``specs`` to ``path``."""
-    import numpy as np
+    """Export ``fn(features_dict)`` (a method of ``module``) with inputs ``specs`` to ``path``.
+
+    ``axes`` names the dynamic batch axis per input (default "batch" for all; the output takes
+    "batch" too). ``user_row``: add an INT64 input ``user_row`` [batch] (after the specs) passed
+    as ``fn(features, user_row=...)``; inputs on a "users" axis then get sample batch 2, others 5."""
     import onnx
     import torch
     from onnx import TensorProto, helper
 
     names = [s.name for s in specs]
-    if len(set(names)) != len(names):
+    if len(set(names)) != len(names) or (user_row and USER_ROW in names):
         raise SchemaError(f"duplicate input names for ONNX export: {names}")
+    axes = {n: (axes or {}).get(n, "batch") for n in names}
 
     class _Positional(torch.nn.Module):
         def __init__(self) -> None:
@@ -59,12 +68,24 @@ def export_module(
             self.inner = module
 
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return fn(dict(zip(names, tensors)))
+            features = dict(zip(names, tensors))
+            if user_row:
+                return fn(features, user_row=tensors[len(names)])
+            return fn(features)
 
     wrapper = _Positional().eval()
-    sample = example_inputs(specs, batch=3)
-    args = tuple(torch.from_numpy(sample[n]) for n in names)
-    dynamic = {n: {0: "batch"} for n in names}
+    sizes = {"batch": 5 if user_row else 3, "users": 2}
+    sample: dict[str, object] = {}
+    for axis in sorted(set(axes.values())):
+        group = [s for s in specs if axes[s.name] == axis]
+        sample.update(example_inputs(group, batch=sizes.get(axis, 3), seed=len(sample)))
+    args = [torch.from_numpy(sample[n]) for n in names]
+    input_names = list(names)
+    dynamic = {n: {0: axes[n]} for n in names}
+    if user_row:
+        args.append(torch.tensor([0, 1, 1, 0, 1], dtype=torch.int64))
+        input_names.append(USER_ROW)
+        dynamic[USER_ROW] = {0: "batch"}
     dynamic[output_name] = {0: "batch"}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +94,7 @@ def export_module(
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, args, str(path), input_names=names, output_names=[output_name],
+            wrapper, tuple(args), str(path), input_names=input_names, output_names=[output_name],
             dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True,
         )
     model = onnx.load(str(path))
@@ -81,16 +102,15 @@ def export_module(
     for spec in specs:  # the TorchScript exporter drops inputs the graph never reads: put them back
         if spec.name in present:
             continue
-        shape = ["batch", int(spec.list_length)] if spec.is_list else ["batch"]
+        shape = [axes[spec.name], int(spec.list_length)] if spec.is_list else [axes[spec.name]]
         elem = TensorProto.INT64 if spec.is_categorical else TensorProto.FLOAT
         model.graph.input.append(helper.make_tensor_value_info(spec.name, elem, shape))
-    order = {n: i for i, n in enumerate(names)}
+    order = {n: i for i, n in enumerate(input_names)}
     inputs = sorted(model.graph.input, key=lambda v: order.get(v.name, len(order)))
     del model.graph.input[:]
     model.graph.input.extend(inputs)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-    del np
     return path
 
 
@@ -126,6 +146,11 @@ def export_two_tower(model: "object", out_dir: Path) -> tuple[Path, Path]:
 
 
 def export_dlrm(model: "object", out_dir: Path) -> Path:
-    """Write ``dlrm.onnx``: inputs all workflow outputs, output "score" [B] (logit)."""
+    """Write ``dlrm.onnx``: inputs all workflow outputs by name, user-entity ones with batch axis
+    "users" (U; serving: 1), item-entity ones with batch axis "batch" (N candidates), plus
+    ``user_row`` INT64 [N] (the user row of each candidate, gathered inside the graph, so the user
+    side runs once per user); output "score" float32 [N] (logit)."""
     model.eval()
-    return export_module(model.forward, model, model.specs, "score", Path(out_dir) / "dlrm.onnx")
+    axes = {s.name: ("users" if s.entity == "user" else "batch") for s in model.specs}
+    return export_module(model.forward, model, model.specs, "score", Path(out_dir) / "dlrm.onnx",
+                         axes=axes, user_row=True)

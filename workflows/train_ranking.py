@@ -28,7 +28,7 @@ import numpy as np
 from cascade.errors import NotFoundError
 from cascade.models.dlrm import DLRMConfig
 from cascade.models.features import FeatureSpec
-from cascade.workflows.train_retrieval import embed, history_rows, seed_everything, to_torch
+from cascade.workflows.train_retrieval import embed, history_rows, seed_everything, to_torch, top_k_rows
 from cascade.workflows.training_data import Catalog, Examples, TrainingData, user_segments
 
 
@@ -110,19 +110,10 @@ def recent_positive_rows(users: np.ndarray, per_user: int) -> np.ndarray:
     return np.flatnonzero(from_end < per_user)
 
 
-def top_candidates(q: np.ndarray, v: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
-    """[n, k] catalog rows by retrieval score (best first), ``exclude`` rows (-1 = none) masked."""
-    k = min(k, v.shape[0])
-    out = np.empty((len(q), k), np.int64)
-    for lo in range(0, len(q), 4096):
-        s = q[lo:lo + 4096] @ v.T
-        ex = exclude[lo:lo + 4096]
-        r, c = np.nonzero(ex >= 0)
-        s[r, ex[r, c]] = -np.inf
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-        out[lo:lo + 4096] = np.take_along_axis(top, order, axis=1)
-    return out
+def top_candidates(q: np.ndarray, v: np.ndarray, exclude: np.ndarray, k: int, chunk: int | None = None) -> np.ndarray:
+    """[n, k] catalog rows by retrieval score (best first), ``exclude`` rows (-1 = none) masked;
+    query blocks sized to the catalog (:func:`top_k_rows`), never a full users x items matrix."""
+    return top_k_rows(q, v, exclude, k, chunk)
 
 
 def sample_negatives(
@@ -155,29 +146,6 @@ def sample_negatives(
     bad = negative & (seen.contains(examples.user_ids[ex], item) | (item == examples.item_rows[ex]))
     keep = ~bad
     return ex[keep], item[keep], label[keep]
-
-
-def rerank_recall(
-    model: Any, examples: Examples, catalog: Catalog, q: np.ndarray, v: np.ndarray, candidates: np.ndarray, k: int,
-) -> tuple[float, float]:
-    """(recall@k after DLRM re-ranking, recall@k of retrieval order) on ``examples``."""
-    import torch
-
-    n, c = candidates.shape
-    retrieval_hits = (candidates[:, :k] == examples.item_rows[:, None]).any(axis=1).mean()
-    scores = np.empty((n, c), np.float32)
-    chunk = max(1, 32768 // c)
-    model.eval()
-    with torch.no_grad():
-        for lo in range(0, n, chunk):
-            rows = np.arange(lo, min(n, lo + chunk))
-            ex = np.repeat(rows, c)
-            items = candidates[rows].reshape(-1)
-            feats = {**to_torch(examples.features, ex), **to_torch(catalog.features, items)}
-            s = model(feats, query=torch.from_numpy(q[ex]), item=torch.from_numpy(v[items]))
-            scores[rows] = s.numpy().reshape(len(rows), c)
-    top = np.take_along_axis(candidates, np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
-    return float((top == examples.item_rows[:, None]).any(axis=1).mean()), float(retrieval_hits)
 
 
 def item_statistics(data: TrainingData, id_index: np.ndarray, cardinality: int, recent_fraction: float) -> np.ndarray:
@@ -255,10 +223,10 @@ def rerank_metrics(
         with torch.no_grad():
             for lo in range(0, n, chunk):
                 rows = np.arange(lo, min(n, lo + chunk))
-                ex = np.repeat(rows, c)
+                user_row = torch.from_numpy(np.repeat(np.arange(len(rows), dtype=np.int64), c))
                 items = candidates[rows].reshape(-1)
-                feats = {**to_torch(examples.features, ex), **to_torch(catalog.features, items)}
-                s = model(feats, query=torch.from_numpy(q[ex]), item=torch.from_numpy(v[items]))
+                feats = {**to_torch(examples.features, rows), **to_torch(catalog.features, items)}
+                s = model(feats, query=torch.from_numpy(q[rows]), item=torch.from_numpy(v[items]), user_row=user_row)
                 scores[rows] = s.numpy().reshape(len(rows), c)
         top = np.take_along_axis(candidates, np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
     hit = top == examples.item_rows[:, None]
@@ -450,7 +418,8 @@ def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Pat
         "model": "dlrm",
         "config": config.to_dict(),
         "specs": [s.to_dict() for s in model.specs],
-        "inputs": [s.name for s in model.specs],
+        "inputs": [s.name for s in model.specs] + ["user_row"],
+        "input_axes": {"user": "users (U)", "item": "batch (N)", "user_row": "batch (N), int64 row into the users axis"},
         "outputs": {"dlrm.onnx": "score"},
         "score": "logit",
         "uses_retrieval_score": model.two_tower is not None,

@@ -99,20 +99,56 @@ def history_rows(catalog: Catalog, history: np.ndarray) -> np.ndarray:
     return rows.reshape(history.shape)
 
 
-def recall_at_k(queries: np.ndarray, items: np.ndarray, positives: np.ndarray, exclude_rows: np.ndarray, k: int) -> float:
-    """Share of examples whose positive catalog row is in the top-k (earlier items excluded)."""
-    hits = 0
-    k = min(k, items.shape[0])
-    for lo in range(0, len(queries), 2048):
-        scores = queries[lo:lo + 2048] @ items.T
-        ex = exclude_rows[lo:lo + 2048]
-        r, c = np.nonzero(ex >= 0)
-        col = ex[r, c]
-        keep = col != positives[lo:lo + 2048][r]  # a repeat of an earlier item still counts
-        scores[r[keep], col[keep]] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        hits += int((top == positives[lo:lo + 2048, None]).any(axis=1).sum())
-    return hits / max(len(queries), 1)
+SCORE_BUDGET_BYTES = 256 << 20  # working set of one query block of scores, whatever the catalog size
+SCORE_BYTES_PER_ITEM = 8  # float32 score + torch.topk's per-row working copy (measured: ~2x the scores)
+
+
+def score_chunk(n_items: int, budget_bytes: int | None = None, cap: int = 4096) -> int:
+    """Queries per block so that scoring a [block, n_items] block (scores + top-k working copy)
+    fits ``budget_bytes`` (default :data:`SCORE_BUDGET_BYTES`, read at call time): 4096 queries on
+    small catalogs, 33 on a 1M-item catalog."""
+    budget = SCORE_BUDGET_BYTES if budget_bytes is None else budget_bytes
+    return int(max(1, min(cap, budget // (SCORE_BYTES_PER_ITEM * max(int(n_items), 1)))))
+
+
+def top_k_rows(
+    queries: np.ndarray, items: np.ndarray, exclude_rows: np.ndarray, k: int, chunk: int | None = None,
+) -> np.ndarray:
+    """[n, min(k, n_items)] catalog rows by inner product (best first), ``exclude_rows`` [n, W]
+    (-1 = none) masked out. Scores are computed in query blocks of ``chunk`` rows (default
+    :func:`score_chunk`), so memory is bounded by chunk x n_items floats, never queries x items."""
+    import torch
+
+    n_items = items.shape[0]
+    k = min(int(k), n_items)
+    out = np.empty((len(queries), k), np.int64)
+    if not len(queries) or k == 0:
+        return out
+    chunk = chunk or score_chunk(n_items)
+    vt = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32)).T
+    with torch.no_grad():
+        for lo in range(0, len(queries), chunk):
+            q = torch.from_numpy(np.ascontiguousarray(queries[lo:lo + chunk], dtype=np.float32))
+            scores = q @ vt  # [chunk, n_items]
+            ex = exclude_rows[lo:lo + chunk]
+            r, c = np.nonzero(ex >= 0)
+            if len(r):
+                scores[torch.from_numpy(r), torch.from_numpy(ex[r, c])] = -np.inf
+            out[lo:lo + len(q)] = torch.topk(scores, k, dim=1, largest=True, sorted=True).indices.numpy()
+    return out
+
+
+def recall_at_k(
+    queries: np.ndarray, items: np.ndarray, positives: np.ndarray, exclude_rows: np.ndarray, k: int,
+    chunk: int | None = None,
+) -> float:
+    """Share of examples whose positive catalog row is in the top-k (earlier items excluded; a
+    repeat of an earlier item still counts). Bounded memory: see :func:`top_k_rows`."""
+    if not len(queries):
+        return 0.0
+    exclude = np.where(exclude_rows == positives[:, None], -1, exclude_rows)
+    top = top_k_rows(queries, items, exclude, k, chunk)
+    return float((top == positives[:, None]).any(axis=1).sum()) / len(queries)
 
 
 def evaluate_recall(model: Any, catalog: Catalog, examples: Examples, k: int) -> float:

@@ -7,6 +7,11 @@ join the interaction set and their cosine (the retrieval score) feeds the top ML
 towers read the same workflow outputs, the ONNX inputs stay "all workflow outputs by name" and
 the retrieval score is available online without an extra input.
 
+The user side (user embeddings, history pooling, the user tower) depends on the user only: with
+``user_row`` [N] it runs once per user row (batch U) and is gathered to the N item rows, so serving
+computes it once per request instead of once per candidate (the exported graph always takes
+``user_row``).
+
 Per-item statistics (log train popularity, log recent popularity, ...) live in a constant buffer
 indexed by the encoded ``item_id`` (filled by the trainer with :meth:`DLRM.set_item_stats`), so
 they also need no extra ONNX input. They feed the bottom MLP and the top MLP.
@@ -74,6 +79,9 @@ class DLRM(nn.Module):
         if self.history_names and (item_id is None or config.item_id_column not in self.tables):
             self.history_names = []
         self.continuous = [s.name for s in self.used if not s.is_categorical]
+        user_names = {s.name for s in self.specs if s.entity == "user"}
+        self._user_tables = [n for n in self.tables if n in user_names]
+        self._user_continuous = [n for n in self.continuous if n in user_names]
         self.n_stats = int(config.item_stats) if config.item_id_column in self.tables else 0
         n_item_ids = int(item_id.cardinality or 1) if item_id is not None else 1
         self.register_buffer("item_stats", torch.zeros(n_item_ids, max(self.n_stats, 1)))
@@ -118,24 +126,15 @@ class DLRM(nn.Module):
             self.two_tower.eval()  # frozen: no dropout
         return self
 
-    def forward(
-        self, features: dict[str, torch.Tensor], query: torch.Tensor | None = None, item: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Logits [B]. ``query``/``item`` are precomputed two-tower embeddings (training speed-up);
-        when absent (and in the exported graph) the frozen towers compute them from ``features``."""
+    def _user_side(self, features: dict[str, torch.Tensor], query: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Everything that depends on the user only, once per user row [U, ...]: the user-entity
+        embeddings, history pooling and projected query stacked as ``vectors`` [U, K, d], the raw
+        user continuous columns ``dense`` [U, Cu] and the query embedding ``query`` [U, D]."""
+        out: dict[str, torch.Tensor] = {}
         vectors: list[torch.Tensor] = []
-        dense: torch.Tensor | None = None
-        stats: torch.Tensor | None = None
-        if self.n_stats:
-            stats = self.item_stats[features[self.config.item_id_column]][:, : self.n_stats]
-        if self.bottom is not None:
-            cols = [features[n].to(torch.float32).unsqueeze(1) for n in self.continuous]
-            if stats is not None:
-                cols.append(stats)
-            dense = self.bottom(torch.cat(cols, dim=1))
-            vectors.append(dense)
-        for name, table in self.tables.items():
+        for name in self._user_tables:
             x = features[name]
+            table = self.tables[name]
             vectors.append(masked_mean(table(x), x > 0) if x.dim() == 2 else table(x))
         if self.history_names:
             table = self.tables[self.config.item_id_column]
@@ -145,17 +144,80 @@ class DLRM(nn.Module):
                 mask = ids > 0
                 vectors.append(masked_mean(emb, mask))
                 vectors.append(emb[:, 0] * mask[:, :1].to(emb.dtype))
-        extra: list[torch.Tensor] = []
         if self.two_tower is not None:
             q = self.two_tower.query(features) if query is None else query
-            v = self.two_tower.item(features) if item is None else item
+            out["query"] = q
             vectors.append(self.query_proj(q))
+        if vectors:
+            out["vectors"] = torch.stack(vectors, dim=1)
+        if self._user_continuous:
+            out["dense"] = torch.stack([features[n].to(torch.float32) for n in self._user_continuous], dim=1)
+        return out
+
+    def forward(
+        self, features: dict[str, torch.Tensor], query: torch.Tensor | None = None, item: torch.Tensor | None = None,
+        user_row: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [N], one per item row.
+
+        ``user_row`` [N] int64: the user row (of the user-entity features, batch U) of each item
+        row; the user side (embeddings, history pooling, the frozen user tower) runs once per user
+        row and is gathered. Without it the user-entity features have N rows (row i scores user row
+        i with item row i). ``query``/``item`` are precomputed two-tower embeddings (training
+        speed-up; ``query`` per user row); when absent (and in the exported graph) the frozen towers
+        compute them from ``features``."""
+        user = self._user_side(features, query)
+        if user_row is not None:
+            user = {k: v.index_select(0, user_row) for k, v in user.items()}
+        user_vectors = list(user["vectors"].unbind(1)) if "vectors" in user else []
+        user_dense = list(user["dense"].unbind(1)) if "dense" in user else []
+        vectors: list[torch.Tensor] = []
+        dense: torch.Tensor | None = None
+        stats: torch.Tensor | None = None
+        if self.n_stats:
+            stats = self.item_stats[features[self.config.item_id_column]][:, : self.n_stats]
+        if self.bottom is not None:
+            cols = [
+                user_dense[self._user_continuous.index(n)].unsqueeze(1) if n in self._user_continuous
+                else features[n].to(torch.float32).unsqueeze(1)
+                for n in self.continuous
+            ]
+            if stats is not None:
+                cols.append(stats)
+            dense = self.bottom(torch.cat(cols, dim=1))
+            vectors.append(dense)
+        u = 0
+        for name, table in self.tables.items():
+            if name in self._user_tables:
+                vectors.append(user_vectors[u])
+                u += 1
+                continue
+            x = features[name]
+            vectors.append(masked_mean(table(x), x > 0) if x.dim() == 2 else table(x))
+        for _ in self.history_names:
+            vectors += user_vectors[u:u + 2]
+            u += 2
+        extra: list[torch.Tensor] = []
+        if self.two_tower is not None:
+            q = user["query"]
+            v = self.two_tower.item(features) if item is None else item
+            vectors.append(user_vectors[u])
             vectors.append(self.item_proj(v))
             extra.append((q * v).sum(1, keepdim=True) / self.two_tower.config.temperature)
-        stacked = torch.stack(vectors, dim=1)  # [B, F, d]
+        stacked = torch.stack(vectors, dim=1)  # [N, F, d]
         inter = torch.bmm(stacked, stacked.transpose(1, 2))[:, self.li, self.lj]
         top_in = [inter] + ([dense] if dense is not None else []) + extra + ([stats] if stats is not None else [])
         logit = self.top(torch.cat(top_in, dim=1)).squeeze(-1)
         if self.two_tower is not None:
             logit = logit + self.retrieval_weight * extra[0].squeeze(-1)
         return logit
+
+    @property
+    def user_inputs(self) -> list[FeatureSpec]:
+        """User-entity inputs (batch U in the exported graph)."""
+        return [s for s in self.specs if s.entity == "user"]
+
+    @property
+    def item_inputs(self) -> list[FeatureSpec]:
+        """Item-entity inputs (batch N in the exported graph)."""
+        return [s for s in self.specs if s.entity == "item"]

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 LOG = logging.getLogger(__name__)
 CATEGORY_COLUMN = "category"
+USER_ROW = "user_row"  # dlrm.onnx input (workflows/onnx_export.py)
 AVAILABLE_COLUMN = "available"
 
 
@@ -374,14 +375,17 @@ class TransformStage:
 
 
 class RankingStage:
-    """DLRM scores for user x candidates (ONNX Runtime; CUDA EP on GPU instances): the user's
-    encodings [1, ...] broadcast over the candidates' item encodings [N, ...]."""
+    """DLRM scores for user x candidates (ONNX Runtime; CUDA EP on GPU instances). The user's
+    encodings [1, ...] go into the graph as ONE user row with ``user_row`` = 0 for every candidate:
+    the user side (embeddings, history pooling, user tower) runs once per request, not N times.
+    A ``dlrm.onnx`` exported before the ``user_row`` input existed gets the user row broadcast."""
 
     def __init__(self, onnx_path: Path, workflow: "FittedWorkflow", intra_op_threads: int = 1,
                  device: str = "cpu", device_id: int = 0) -> None:
         self.model = OnnxModel(onnx_path, intra_op_threads=intra_op_threads, device=device, device_id=device_id)
         self.user = encoded_layout(workflow, "user")
         self.items = encoded_layout(workflow, "item")
+        self.gathers_user = USER_ROW in self.model.input_names
 
     def score(self, user_cat: np.ndarray, user_cont: np.ndarray, user_lists: np.ndarray,
               cat: np.ndarray, cont: np.ndarray, lists: np.ndarray) -> np.ndarray:
@@ -389,8 +393,13 @@ class RankingStage:
         if n == 0:
             return np.empty(0, dtype=np.float32)
         feeds = unpack_encoded(cat, cont, lists, self.items)
-        for name, value in unpack_encoded(user_cat, user_cont, user_lists, self.user).items():
-            feeds[name] = np.ascontiguousarray(np.broadcast_to(value[:1], (n,) + value.shape[1:]))
+        user = unpack_encoded(user_cat[:1], user_cont[:1], user_lists[:1], self.user)
+        if self.gathers_user:
+            feeds.update(user)
+            feeds[USER_ROW] = np.zeros(n, dtype=np.int64)
+        else:
+            for name, value in user.items():
+                feeds[name] = np.ascontiguousarray(np.broadcast_to(value, (n,) + value.shape[1:]))
         return self.model.run(feeds)[0].reshape(-1).astype(np.float32, copy=False)
 
 

@@ -111,3 +111,23 @@ def test_listwise_loss_prefers_positive_on_top() -> None:
     assert good < bad
     expected = -torch.log_softmax(torch.tensor([5.0, 0.0, 0.0]), 0)[0]
     assert torch.allclose(good, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_towers", [True, False])
+def test_dlrm_user_side_once_per_user_row_equals_repeated_users(with_towers: bool) -> None:
+    torch.manual_seed(0)
+    tt = TwoTower(SPECS).eval() if with_towers else None
+    model = DLRM(SPECS, two_tower=tt).eval()
+    torch.nn.init.normal_(model.top[-1].weight)
+    users = example_inputs(model.user_inputs, 3, seed=1)
+    items = example_inputs(model.item_inputs, 8, seed=2)
+    user_row = np.array([0, 2, 2, 1, 0, 0, 1, 2])
+    with torch.no_grad():
+        repeated = model({**_torch({k: v[user_row] for k, v in users.items()}), **_torch(items)})
+        gathered = model({**_torch(users), **_torch(items)}, user_row=torch.from_numpy(user_row))
+        assert gathered.shape == (8,)
+        assert torch.allclose(gathered, repeated, atol=1e-5)
+        if tt is not None:  # precomputed embeddings: query per user row, item per item row
+            q, v = tt.query(_torch(users)), tt.item(_torch(items))
+            pre = model({**_torch(users), **_torch(items)}, query=q, item=v, user_row=torch.from_numpy(user_row))
+            assert torch.allclose(pre, repeated, atol=1e-5)

@@ -65,7 +65,7 @@ def test_onnx_inputs_are_workflow_outputs(trained: tuple) -> None:
     assert [i.name for i in onnx_session(art / "retrieval/user_tower.onnx").get_inputs()] == user
     assert [i.name for i in onnx_session(art / "retrieval/item_tower.onnx").get_inputs()] == item
     ranker = onnx_session(art / "ranking/dlrm.onnx")
-    assert [i.name for i in ranker.get_inputs()] == user + item
+    assert [i.name for i in ranker.get_inputs()] == user + item + ["user_row"]
     assert [o.name for o in ranker.get_outputs()] == ["score"]
 
 

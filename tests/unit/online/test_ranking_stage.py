@@ -1,0 +1,70 @@
+"""RankingStage feeds dlrm.onnx ONE user row plus ``user_row`` = 0 per candidate (the user side runs
+once per request); scores equal the PyTorch DLRM fed the user broadcast to every candidate row,
+and a dlrm.onnx exported before ``user_row`` existed (all inputs on one batch axis) still serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cascade.models.dlrm import DLRM
+from cascade.models.features import specs_from_schema
+from cascade.models.two_tower import TwoTower
+from cascade.online.stages import RankingStage, encoded_layout
+from cascade.online.tensors import pack_encoded
+from cascade.workflows.onnx_export import example_inputs, export_dlrm, export_module
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):
+    from cascade.workflows.artifacts import fit_workflow
+    from cascade.workflows.synthetic import SyntheticConfig, generate
+
+    root = tmp_path_factory.mktemp("rank")
+    generate(root / "data", SyntheticConfig(n_users=40, n_items=60, n_interactions=800, n_categories=4, n_brands=6, seed=1),
+             name="rank", progress=False)
+    workflow = fit_workflow(root / "data", root / "workflow", progress=False)
+    specs = specs_from_schema(workflow.output_schema())
+    torch.manual_seed(0)
+    model = DLRM(specs, two_tower=TwoTower(specs).eval()).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        model.set_item_stats(torch.randn(model.item_stats.shape))
+    export_dlrm(model, root / "new")
+    export_module(model.forward, model, model.specs, "score", root / "legacy" / "dlrm.onnx")  # one batch axis
+    return workflow, model, root
+
+
+@pytest.mark.parametrize("n", [1, 300])
+def test_one_user_row_scores_like_the_broadcast_model(setup, n: int) -> None:
+    workflow, model, root = setup
+    user = example_inputs(model.user_inputs, 1, seed=n)
+    items = example_inputs(model.item_inputs, n, seed=n + 1)
+    packed_user = pack_encoded(user, encoded_layout(workflow, "user"), 1)
+    packed_items = pack_encoded(items, encoded_layout(workflow, "item"), n)
+    with torch.no_grad():
+        ref = model({**{k: torch.from_numpy(np.repeat(v, n, axis=0)) for k, v in user.items()},
+                     **{k: torch.from_numpy(v) for k, v in items.items()}}).numpy()
+    new = RankingStage(root / "new" / "dlrm.onnx", workflow)
+    legacy = RankingStage(root / "legacy" / "dlrm.onnx", workflow)
+    assert new.gathers_user and not legacy.gathers_user
+    for stage in (new, legacy):
+        got = stage.score(*packed_user, *packed_items)
+        assert got.shape == (n,) and got.dtype == np.float32
+        assert np.abs(got - ref).max() <= 1e-5
+    assert RankingStage.score(new, *packed_user, *(a[:0] for a in packed_items)).shape == (0,)
+
+
+def test_new_graph_takes_the_user_on_its_own_batch_axis(setup) -> None:
+    _, _, root = setup
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(Path(root / "new" / "dlrm.onnx")), providers=["CPUExecutionProvider"])
+    axes = {i.name: i.shape[0] for i in session.get_inputs()}
+    assert axes.pop("user_row") == "batch"
+    user_names = {s.name for s in setup[1].user_inputs}
+    assert all(axis == ("users" if name in user_names else "batch") for name, axis in axes.items())
