@@ -22,7 +22,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> None:
     import faiss
-    import numpy as np
 
     from cascade.pipeline import OfflinePipeline, PipelineRecommender
     from cascade.workflows.evaluate import evaluate

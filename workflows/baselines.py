@@ -14,7 +14,6 @@ the matrix handed to it already holds ``1 + alpha * w`` and the model's own ``al
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cascade.errors import DataValidationError, SchemaError
-from cascade.features.history import HISTORY_LENGTH, user_history
+from cascade.features.history import HISTORY_LENGTH
 
 PAD = -1  # padding of 2-D raw-id list inputs (cascade.preprocessing.values.LIST_PAD_INT)
 HISTORY_COLUMNS = {"recent_items", "seen_items", "n_interactions"}

@@ -15,7 +15,7 @@ import numpy as np
 
 from cascade.business.config import BusinessRules
 from cascade.business.rules import Candidates, Selection, select
-from cascade.errors import UnavailableError
+from cascade.errors import InvalidInputError, UnavailableError
 from cascade.online.onnx import OnnxModel
 from cascade.online.tensors import (
     CatalogTensors,
@@ -123,7 +123,7 @@ class UserFeatureStage:
         elif reader == "sdk":
             self.reader = UserFeatureReader(feature_repo)
         else:
-            raise ValueError(f"user feature reader must be 'online_read' or 'sdk', got {reader!r}")
+            raise InvalidInputError(f"parameter feast_reader must be 'online_read' or 'sdk', got {reader!r}")
         self.workflow = workflow
         self.inputs = workflow.input_columns("user")
         self.layout = encoded_layout(workflow, "user")
