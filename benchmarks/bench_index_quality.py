@@ -25,7 +25,9 @@ def main() -> None:
 
     from cascade.pipeline import OfflinePipeline, PipelineRecommender
     from cascade.workflows.evaluate import evaluate
-    from cascade.workflows.index import IndexConfig, build_index
+    import numpy as np
+
+    from cascade.workflows.index import IndexConfig, build_index, tune_nprobe
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", type=Path, required=True)
@@ -33,6 +35,9 @@ def main() -> None:
     parser.add_argument("--max-users", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default=None)
+    parser.add_argument("--rebuild", choices=("ivf", "hnsw"), default=None,
+                        help="compare a freshly built index of this kind (default IndexConfig; IVF nprobe tuned on "
+                             "user-tower queries) instead of the artifact's own")
     args = parser.parse_args()
 
     pipeline = OfflinePipeline.load(args.artifacts, args.data)
@@ -40,13 +45,22 @@ def main() -> None:
     vectors = index.reconstruct_n(0, index.ntotal)
     exact = faiss.IndexFlatIP(vectors.shape[1])
     exact.add(vectors)
-    approximate = index if not isinstance(index, faiss.IndexFlat) else None
+    approximate = index if not isinstance(index, faiss.IndexFlat) and args.rebuild is None else None
     built_s = 0.0
+    tuning: list = []
     if approximate is None:
+        kind = args.rebuild or "hnsw"
+        config = IndexConfig(kind=kind)
         started = time.perf_counter()
-        approximate = build_index(vectors, IndexConfig(kind="hnsw"))
+        approximate = build_index(vectors, config)
+        if kind == "ivf":
+            users = pipeline.history["user_id"].to_numpy()
+            sample = np.random.default_rng(args.seed + 1).choice(users, size=min(1000, len(users)), replace=False)
+            tuning = tune_nprobe(approximate, vectors, np.ascontiguousarray(pipeline.queries(sample), dtype=np.float32), config)
         built_s = time.perf_counter() - started
+        faiss.omp_set_num_threads(1)
     ef_search = int(approximate.hnsw.efSearch) if hasattr(approximate, "hnsw") else None
+    nprobe = int(approximate.nprobe) if hasattr(approximate, "nprobe") else None
     rows = {}
     for label, candidate in (("exact", exact), ("approximate", approximate)):
         pipeline.index = candidate
@@ -57,7 +71,7 @@ def main() -> None:
     recall_approx = rows["approximate"]["recall@100"]
     result = {
         "dataset": str(args.data), "artifacts": str(args.artifacts), "n_items": int(index.ntotal),
-        "approximate_index": type(approximate).__name__, "ef_search": ef_search, "hnsw_build_s": built_s,
+        "approximate_index": type(approximate).__name__, "ef_search": ef_search, "nprobe": nprobe, "nprobe_tuning": tuning, "build_s": built_s,
         "users_sampled": args.max_users, "seed": args.seed, "loadavg": os.getloadavg(),
         "exact": rows["exact"], "approximate": rows["approximate"],
         "recall@100_relative_gap": (recall_exact - recall_approx) / recall_exact if recall_exact else None,
@@ -69,7 +83,7 @@ def main() -> None:
     for label in ("exact", "approximate"):
         print(f"{label:<14}{rows[label]['recall@100']:>12.4f}{rows[label]['ndcg@10']:>10.4f}")
     print(f"relative recall@100 gap: {100 * result['recall@100_relative_gap']:.2f}% "
-          f"({result['approximate_index']}, efSearch {ef_search}, {result['n_items']} items)")
+          f"({result['approximate_index']}, efSearch {ef_search}, nprobe {nprobe}, {result['n_items']} items)")
 
 
 if __name__ == "__main__":

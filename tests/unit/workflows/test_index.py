@@ -17,7 +17,22 @@ def _catalog(n: int, d: int = 32, seed: int = 0) -> np.ndarray:
 def test_auto_uses_exact_below_threshold() -> None:
     x = _catalog(500)
     assert index_kind(build_index(x, IndexConfig(exact_threshold=1000))) == "flat"
-    assert index_kind(build_index(x, IndexConfig(exact_threshold=100))) == "hnsw"
+    assert index_kind(build_index(x, IndexConfig(exact_threshold=100))) == "ivf"
+    assert index_kind(build_index(x, IndexConfig(exact_threshold=100, large_kind="hnsw"))) == "hnsw"
+
+
+def test_ivf_nprobe_is_tuned_to_the_target_recall_and_persisted(tmp_path) -> None:
+    x = _catalog(6000)
+    queries = sample_queries(x, 200, seed=1)
+    config = IndexConfig(exact_threshold=100, target_recall=0.95, recall_queries=200)
+    meta = write_index(tmp_path, x, np.arange(6000), np.ones(6000), config, queries=queries)
+    assert meta["index_type"] == "IndexIVFFlat"
+    tuning = meta["nprobe_tuning"]
+    assert tuning[-1]["recall@100"] >= 0.95 or tuning[-1]["nprobe"] == meta["params"]["nlist"]
+    assert all(t["recall@100"] < 0.95 for t in tuning[:-1])  # the smallest probe count that reaches it
+    index, *_ = load_index(tmp_path)
+    assert index.nprobe == meta["params"]["nprobe"] == tuning[-1]["nprobe"]
+    assert meta["recall@100_vs_exact"] == measure_recall(index, x, queries[:200], 100)
 
 
 def test_hnsw_recall_vs_exact() -> None:
