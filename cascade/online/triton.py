@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -67,17 +68,18 @@ class StageContext:
         return "gpu" if self.instance_kind.upper() == "GPU" else "cpu"
 
 
-class StageModel:
+class StageModel(ABC):
     """Base class for ``TritonPythonModel`` of every stage."""
 
     stage_name: str = "stage"
 
-    # --- to implement -------------------------------------------------------------------------
-    def build(self, context: StageContext) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def build(self, context: StageContext) -> None:
+        """Create the stage object from the installed project and the export's artifacts."""
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Named numpy inputs of one request -> named numpy outputs (raise CascadeError on bad input)."""
 
     # --- Triton entry points ------------------------------------------------------------------
     def initialize(self, args: Mapping[str, str]) -> None:
