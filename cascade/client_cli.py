@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from cascade.console import cli_errors, console
+from cascade.console import cli_errors, console, recommendation_table
 
 
 def recommend(
@@ -19,18 +19,10 @@ def recommend(
     protocol: str = typer.Option("grpc", help="grpc or http (use port 8000 for http)."),
 ) -> None:
     """Recommend items for one user through the running `recommend` ensemble."""
-    from rich.table import Table
-
     from cascade.client import RecommendClient
 
     with cli_errors():
         with RecommendClient(url, protocol=protocol) as client:  # type: ignore[arg-type]
             answer = client.recommend(user, k=k, exclude=exclude or (), explore=explore, seed=seed)
-    table = Table(title=f"user {user}" + (" (cold start, degraded)" if answer.degraded else ""))
-    table.add_column("rank", justify="right")
-    table.add_column("item_id", justify="right")
-    table.add_column("score", justify="right")
-    for rank, (item, score) in enumerate(zip(answer.item_ids, answer.scores), start=1):
-        table.add_row(str(rank), str(item), f"{score:.4f}")
-    console.print(table)
+    console.print(recommendation_table(answer, f"user {user}"))
     console.print(f"model_version={answer.model_version} seed_used={answer.seed_used}")

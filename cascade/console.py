@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from typing import Iterator, NoReturn
+from typing import TYPE_CHECKING, Iterator, NoReturn
 
 import typer
 from rich.console import Console
 
 from cascade.errors import CascadeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.table import Table
+
+    from cascade.client import Recommendations
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,3 +37,16 @@ def cli_errors(exit_code: int = EXIT_ERROR) -> Iterator[None]:
         yield
     except CascadeError as error:
         fail(error, exit_code)
+
+
+def recommendation_table(answer: "Recommendations", title: str) -> "Table":
+    """A ranked table of one answer; cold-start answers carry a caption saying so."""
+    from rich.table import Table
+
+    caption = "unknown user: cold start, popular items, degraded=True" if answer.degraded else None
+    table = Table(title=title, caption=caption, title_justify="left")
+    for column in ("rank", "item_id", "score"):
+        table.add_column(column, justify="right")
+    for rank, (item, score) in enumerate(zip(answer.item_ids, answer.scores), start=1):
+        table.add_row(str(rank), str(item), f"{score:.4f}")
+    return table

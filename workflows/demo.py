@@ -12,7 +12,7 @@ from typing import Callable, TypeVar
 
 import typer
 
-from cascade.console import cli_errors, console
+from cascade.console import cli_errors, console, recommendation_table
 from cascade.paths import build_dir
 
 T = TypeVar("T")
@@ -55,8 +55,6 @@ def _sample_users(data: Path, n: int) -> list[int]:
 
 
 def _show(grpc_url: str, users: list[int], unknown_user: int) -> None:
-    from rich.table import Table
-
     from cascade.client import RecommendClient
 
     with RecommendClient(grpc_url) as client:
@@ -64,14 +62,7 @@ def _show(grpc_url: str, users: list[int], unknown_user: int) -> None:
             started = time.perf_counter()
             answer = client.recommend(user, k=10)
             ms = (time.perf_counter() - started) * 1000
-            note = "unknown user: cold start, popular items, degraded=True" if answer.degraded else None
-            table = Table(title=f"user {user}: {ms:.1f} ms over gRPC", caption=note, title_justify="left")
-            table.add_column("rank", justify="right")
-            table.add_column("item_id", justify="right")
-            table.add_column("score", justify="right")
-            for rank, (item, score) in enumerate(zip(answer.item_ids, answer.scores), start=1):
-                table.add_row(str(rank), str(item), f"{score:.3f}")
-            console.print(table)
+            console.print(recommendation_table(answer, f"user {user}: {ms:.1f} ms over gRPC"))
         console.print(f"model_version: {answer.model_version}")
 
 

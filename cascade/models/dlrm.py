@@ -21,19 +21,18 @@ The last top-MLP layer starts at zero: an untrained ranker reproduces the retrie
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from cascade.models.features import FeatureSpec, find
+from cascade.models.features import ColumnTupleConfig, FeatureSpec, find
 from cascade.models.layers import masked_mean, mlp
 from cascade.models.two_tower import TwoTower
 
 
 @dataclass
-class DLRMConfig:
+class DLRMConfig(ColumnTupleConfig):
     emb_dim: int = 16
     bottom: list[int] = field(default_factory=lambda: [64])
     top: list[int] = field(default_factory=lambda: [256, 64])
@@ -46,18 +45,6 @@ class DLRMConfig:
     use_retrieval: bool = True
     item_stats: int = 2  # per-item statistic columns in the ``item_stats`` buffer (0 = none)
 
-    def to_dict(self) -> dict[str, Any]:
-        payload = asdict(self)
-        payload["history_columns"] = list(self.history_columns)
-        payload["ignore_columns"] = list(self.ignore_columns)
-        return payload
-
-    @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> "DLRMConfig":
-        payload = dict(payload)
-        payload["history_columns"] = tuple(payload.get("history_columns", ()))
-        payload["ignore_columns"] = tuple(payload.get("ignore_columns", ()))
-        return cls(**payload)
 
 
 class DLRM(nn.Module):

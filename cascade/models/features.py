@@ -84,3 +84,22 @@ def find(specs: Iterable[FeatureSpec], name: str) -> FeatureSpec | None:
 def embedding_dim(cardinality: int, cap: int) -> int:
     """Rule-of-thumb embedding width (fastai's 1.6 * n^0.56), clamped to [4, cap]."""
     return int(min(cap, max(4, round(1.6 * cardinality**0.56))))
+
+
+class ColumnTupleConfig:
+    """Mixin for model configs (dataclasses) whose column-name tuples are stored as JSON lists."""
+
+    TUPLE_FIELDS: tuple[str, ...] = ("history_columns", "ignore_columns")
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = asdict(self)  # type: ignore[call-overload]
+        for name in self.TUPLE_FIELDS:
+            payload[name] = list(payload[name])
+        return payload
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]):
+        payload = dict(payload)
+        for name in cls.TUPLE_FIELDS:
+            payload[name] = tuple(payload.get(name, ()))
+        return cls(**payload)

@@ -5,20 +5,19 @@ L2-normalised; training uses in-batch sampled softmax with logQ popularity corre
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cascade.errors import SchemaError
-from cascade.models.features import FeatureSpec, by_entity, find
+from cascade.models.features import ColumnTupleConfig, FeatureSpec, by_entity, find
 from cascade.models.layers import FeatureEncoder, mlp
 
 
 @dataclass
-class TwoTowerConfig:
+class TwoTowerConfig(ColumnTupleConfig):
     dim: int = 64
     item_embedding_dim: int = 64
     emb_cap: int = 32
@@ -33,18 +32,6 @@ class TwoTowerConfig:
     use_user_id: bool = True
     user_id_column: str = "user_id"
 
-    def to_dict(self) -> dict[str, Any]:
-        payload = asdict(self)
-        payload["history_columns"] = list(self.history_columns)
-        payload["ignore_columns"] = list(self.ignore_columns)
-        return payload
-
-    @classmethod
-    def from_dict(cls, payload: dict[str, Any]) -> "TwoTowerConfig":
-        payload = dict(payload)
-        payload["history_columns"] = tuple(payload.get("history_columns", ()))
-        payload["ignore_columns"] = tuple(payload.get("ignore_columns", ()))
-        return cls(**payload)
 
 
 class Tower(nn.Module):
