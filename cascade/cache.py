@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -65,3 +67,17 @@ def mark_done(out_dir: Path, key: str, **extra: Any) -> None:
     """Record that ``out_dir`` holds the output for inputs hashing to ``key``."""
     marker = Path(out_dir) / STEP_FILE
     marker.write_text(json.dumps({"inputs_hash": key, **extra}, indent=2, default=str))
+
+
+def replace_dir(source: Path, target: Path) -> None:
+    """Move the finished folder ``source`` to ``target``, replacing what was there: the old folder is
+    renamed aside first and deleted only after the new one is in place, so a crash never leaves
+    ``target`` half-written (both paths must be on one filesystem)."""
+    source, target = Path(source), Path(target)
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, backup)
+    os.replace(source, target)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)

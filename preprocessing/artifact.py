@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -27,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from cascade.errors import DataValidationError, NotFoundError
+from cascade.cache import replace_dir
 
 ARTIFACT_FORMAT_VERSION = 1
 WORKFLOW_FILE = "workflow.json"
@@ -75,13 +75,7 @@ def write_artifact(directory: Path, meta: ArtifactMeta, config: dict[str, Any], 
                 np.save(tmp / ARRAYS_DIR / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
         payload = {"meta": meta.model_dump(mode="json"), "config": config, "output_schema": schema, "state": states}
         (tmp / WORKFLOW_FILE).write_text(json.dumps(payload, indent=1))
-        if directory.exists():
-            backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            os.replace(directory, backup)
-            os.replace(tmp, directory)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        replace_dir(tmp, directory)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,6 @@ train.json                  summary: dataset, config, timings
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -191,7 +190,7 @@ def train_all(
 
     Returns (layout, summary, cached). Writes into a temporary sibling folder renamed into place,
     so a failed run never leaves a half-written artifact folder."""
-    from cascade.cache import is_fresh, mark_done
+    from cascade.cache import is_fresh, mark_done, replace_dir
     from cascade.workflows.dataset import load_dataset
     from cascade.workflows.training_data import prepare
 
@@ -228,13 +227,7 @@ def train_all(
         summary["index"] = index_meta
         work.summary.write_text(json.dumps(summary, indent=2))
         mark_done(tmp, key)
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, backup)
-            os.replace(tmp, out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -19,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from cascade.errors import DataValidationError, NotFoundError
+from cascade.cache import replace_dir
 
 FORMAT_VERSION = 1
 INFO_FILE = "dataset.json"
@@ -154,13 +154,7 @@ class DatasetWriter:
                 raise DataValidationError(f"internal: {table} was not written before commit")
         info = info.model_copy(update={"content_hash": content_hash(self.tmp)})
         (self.tmp / INFO_FILE).write_text(info.model_dump_json(indent=2))
-        backup = None
-        if self.target.exists():
-            backup = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            os.replace(self.target, backup)
-        os.replace(self.tmp, self.target)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+        replace_dir(self.tmp, self.target)
         return info
 
 

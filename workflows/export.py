@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cascade import __version__
 from cascade.business.config import DEFAULT_RULES_FILE, BusinessRules
-from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done
+from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done, replace_dir
 from cascade.errors import InvalidInputError, NotFoundError
 from cascade.online.export_layout import DEFAULT_CANDIDATES, ExportLayout, ExportManifest
 from cascade.paths import MODEL_REPOSITORY_SOURCES, latest_export_pointer
@@ -138,15 +138,9 @@ def export_repository(
 
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    backup = None
-    if out_dir.exists():
-        if not (out_dir / "export.json").is_file() and any(out_dir.iterdir()):
-            raise InvalidInputError(f"--out {out_dir} exists and is not a cascade export; refusing to replace it")
-        backup = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, backup)
-    os.replace(tmp, out_dir)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+    if out_dir.exists() and not (out_dir / "export.json").is_file() and any(out_dir.iterdir()):
+        raise InvalidInputError(f"--out {out_dir} exists and is not a cascade export; refusing to replace it")
+    replace_dir(tmp, out_dir)
 
 
 def _record_latest(out_dir: Path) -> None:

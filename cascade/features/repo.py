@@ -21,7 +21,6 @@ interactions only (:func:`cascade.features.history.user_history`). Every row car
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -34,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done
+from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done, replace_dir
 from cascade.errors import InvalidInputError, NotFoundError
 from cascade.features.history import HISTORY_LENGTH, user_history
 from cascade.features.schema import (
@@ -370,13 +369,7 @@ def generate_feature_repo(
         (tmp / ".feastignore").write_text(f"{SNAPSHOT_DIR}/\ndata/\n.cascade/\n")
         repo.save()
         mark_done(tmp, key, dataset=str(paths.root))
-        backup = None
-        if repo_dir.exists():
-            backup = repo_dir.with_name(f".{repo_dir.name}.old-{os.getpid()}")
-            os.replace(repo_dir, backup)
-        os.replace(tmp, repo_dir)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+        replace_dir(tmp, repo_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

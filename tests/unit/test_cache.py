@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done
+from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done, replace_dir
 
 
 def test_bytecode_and_markers_do_not_change_the_hash(tmp_path: Path):
@@ -21,3 +21,12 @@ def test_step_freshness(tmp_path: Path):
     mark_done(tmp_path, key)
     assert is_fresh(tmp_path, key)
     assert not is_fresh(tmp_path, inputs_hash(a=2, path=tmp_path))
+
+
+def test_replace_dir_swaps_in_the_new_folder_and_leaves_no_backup(tmp_path: Path):
+    target, new = tmp_path / "out", tmp_path / "new"
+    target.mkdir(); (target / "old.txt").write_text("old")
+    new.mkdir(); (new / "fresh.txt").write_text("fresh")
+    replace_dir(new, target)
+    assert [p.name for p in target.iterdir()] == ["fresh.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
