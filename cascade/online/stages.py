@@ -247,6 +247,7 @@ class _Catalog:
     category_codes: np.ndarray  # int64 [n_items]
     category_dictionary: np.ndarray
     available: np.ndarray  # bool [n_items]
+    rows_of_index: np.ndarray  # int64 [n_index]: snapshot row of each index row (-1 = not in the snapshot)
 
 
 class ItemFeatureStage:
@@ -283,7 +284,8 @@ class ItemFeatureStage:
             np.asarray(snapshot.columns[AVAILABLE_COLUMN]).astype(bool)
             if AVAILABLE_COLUMN in snapshot.columns else np.ones(n, dtype=bool)
         )
-        return _Catalog(snapshot, tensors, category_codes, category_dictionary, available)
+        rows_of_index = snapshot.rows_for(self.index_item_ids)  # once per snapshot, not per request
+        return _Catalog(snapshot, tensors, category_codes, category_dictionary, available, rows_of_index)
 
     def maybe_refresh(self) -> str | None:
         """Swap in a newer published snapshot (checked at most every ``refresh_seconds``)."""
@@ -302,8 +304,9 @@ class ItemFeatureStage:
     def gather(self, candidate_rows: np.ndarray) -> CandidateFeatures:
         catalog = self.catalog
         snapshot = catalog.snapshot
-        item_ids = self.index_item_ids[np.asarray(candidate_rows, dtype=np.int64).reshape(-1)]
-        rows = snapshot.rows_for(item_ids)
+        candidate_rows = np.asarray(candidate_rows, dtype=np.int64).reshape(-1)
+        item_ids = self.index_item_ids[candidate_rows]
+        rows = catalog.rows_of_index[candidate_rows]
         missing = rows < 0
         any_missing = bool(missing.any())
         safe_rows = np.where(missing, 0, rows) if any_missing else rows
