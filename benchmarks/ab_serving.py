@@ -19,6 +19,10 @@ tritonserver argument, ``;`` for several). Each variant gets a repository under
 All servers run at once (idle stubs cost no CPU); requests go in blocks of ``--block`` to each
 variant in turn for ``--rounds`` rounds (same requests for every variant). Prints p50/p99 and the
 per-stage breakdown (Triton statistics) per variant and writes ``benchmarks/results/ab-<tag>.json``.
+
+``--concurrency N`` compares under load instead: each round gives every variant in turn a closed-loop
+window of N clients for ``--window-seconds`` (benchmarks/closed_loop.py) and reads the server's CPU
+(tritonserver + stubs, from /proc) around it; prints req/s, p50/p99 and CPU ms per request.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import re
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--tag", default="ab")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--concurrency", type=int, default=0, help="closed-loop clients per window (0 = sequential blocks)")
+    p.add_argument("--window-seconds", type=float, default=6.0)
     args = p.parse_args(argv)
 
     variants = [parse_variant(v) for v in args.variant]
@@ -151,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             _, n_err, samples = sequential_grpc(client, warm)
             if n_err:
                 print(f"{name}: {n_err} errors in warm-up, e.g. {samples[:1]}", flush=True)
+        if args.concurrency > 0:
+            result = compare_under_load(args, variants, servers, clients, users)
+            return report_under_load(args, result)
         lat: dict[str, list[np.ndarray]] = {n: [] for n in clients}
         before = {n: snapshot(c) for n, c in clients.items()}
         errors = {n: 0 for n in clients}
@@ -192,6 +202,64 @@ def main(argv: list[str] | None = None) -> int:
         stages = " ".join(f"{s['model'][:6]}={s['success_ms']:.2f}" for s in row["stages"])
         print(f"{name:14s} {lat_row['p50_ms']:7.2f} {lat_row['p99_ms']:7.2f} {lat_row['mean_ms']:7.2f} "
               f"{ratio:8.2f}  {stages}  err={row['errors']}")
+    out = ROOT / "benchmarks" / "results" / f"ab-{args.tag}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=float))
+    print(f"wrote {out}")
+    return 0
+
+
+def compare_under_load(args: argparse.Namespace, variants: list[dict[str, Any]], servers: dict[str, Any],
+                       clients: dict[str, Any], users: np.ndarray) -> dict[str, Any]:
+    """Interleaved closed-loop windows; per variant: rps per window, latencies, CPU ms/request."""
+    from benchmarks.closed_loop import LevelSpec, run_level
+    from benchmarks.proc_cpu import cpu_ms_per_request, session_cpu_seconds
+    from loadtests.sampling import RequestMix
+
+    rows: dict[str, dict[str, Any]] = {v["name"]: {"rps": [], "lat": [], "cpu": [], "errors": 0} for v in variants}
+    load = []
+    for r in range(args.rounds):
+        order = list(servers) if r % 2 == 0 else list(reversed(list(servers)))
+        for name in order:
+            spec = LevelSpec(url=f"{servers[name].client_host}:{servers[name].config.grpc_port}",
+                             concurrency=args.concurrency, warmup_s=1.0, duration_s=args.window_seconds,
+                             user_ids=users, mix=asdict(RequestMix(top_k=10)), seed=args.seed + r)
+            before, served_before = session_cpu_seconds(servers[name].pid), snapshot(clients[name])
+            level = run_level(spec, processes=2)
+            after, served_after = session_cpu_seconds(servers[name].pid), snapshot(clients[name])
+            # CPU and requests both over the whole window incl. warm-up and drain (Triton's own count)
+            served = served_after["recommend"]["inference_count"] - served_before["recommend"]["inference_count"]
+            rows[name]["rps"].append(level["rps"])
+            rows[name]["lat"].append(level["latencies_ms"])
+            rows[name]["cpu"].append(cpu_ms_per_request(before, after, served))
+            rows[name]["errors"] += level["errors"]
+        load.append(os.getloadavg()[0])
+    result: dict[str, Any] = {"tag": args.tag, "export": str(args.export), "mode": "closed-loop",
+                              "concurrency": args.concurrency, "window_s": args.window_seconds,
+                              "rounds": args.rounds, "loadavg_1m": load,
+                              "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "variants": {}}
+    for v in variants:
+        row = rows[v["name"]]
+        cpu = {k: float(np.median([c.get(k, 0.0) for c in row["cpu"]])) for k in row["cpu"][0]}
+        result["variants"][v["name"]] = {
+            "spec": {**v, "source": str(v["source"])}, "rps_per_window": row["rps"],
+            "rps_median": float(np.median(row["rps"])), "latency": summarize(np.concatenate(row["lat"])),
+            "cpu_ms_per_request_median": cpu, "errors": row["errors"],
+        }
+    return result
+
+
+def report_under_load(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    base = next(iter(result["variants"]))
+    print(f"\nA/B '{args.tag}' under load: {args.rounds} rounds x {args.window_seconds:.0f} s at concurrency "
+          f"{args.concurrency}, load avg {np.mean(result['loadavg_1m']):.2f}")
+    print(f"{'variant':14s} {'req/s':>7s} {'/base':>6s} {'p50':>7s} {'p99':>7s} {'CPU ms/req':>10s}  per process")
+    for name, row in result["variants"].items():
+        ratio = row["rps_median"] / result["variants"][base]["rps_median"]
+        cpu = row["cpu_ms_per_request_median"]
+        parts = " ".join(f"{k[:6]}={v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if k != "total")
+        print(f"{name:14s} {row['rps_median']:7.0f} {ratio:6.2f} {row['latency']['p50_ms']:7.2f} "
+              f"{row['latency']['p99_ms']:7.2f} {cpu['total']:10.2f}  {parts}  err={row['errors']}")
     out = ROOT / "benchmarks" / "results" / f"ab-{args.tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float))

@@ -45,19 +45,28 @@ class OnlineUserReader:
         self._value = Value
         self.get(-1)  # fail at load, not in the first request
 
-    def _read(self, user_id: int):
-        key = self._entity_key(join_keys=["user_id"], entity_values=[self._value(int64_val=int(user_id))])
+    def _read(self, user_ids: list[int]) -> list[dict]:
+        """One online-store read for all ``user_ids`` (SQLite: one ``SELECT ... IN``; Redis: one
+        pipeline) -> the feature-value protos of each user, in order ({} = not in the store)."""
+        keys = [self._entity_key(join_keys=["user_id"], entity_values=[self._value(int64_val=uid)]) for uid in user_ids]
         try:
-            rows = self._provider.online_read(config=self._config, table=self._view, entity_keys=[key],
+            rows = self._provider.online_read(config=self._config, table=self._view, entity_keys=keys,
                                               requested_features=self._names)
         except Exception as exc:  # the online store is down, the table is missing, ...
             raise UnavailableError(f"Feast online read of {self._view.name} failed: {exc}") from exc
-        _, values = rows[0] if rows else (None, None)
-        return values or {}
+        if len(rows) != len(keys):
+            raise UnavailableError(f"Feast online read of {self._view.name} answered {len(rows)} rows for {len(keys)} users")
+        return [(values or {}) for _, values in rows]
 
     def get(self, user_id: int) -> UserFeatures:
-        uid = int(user_id)
-        values = self._read(uid)
+        return self.get_many([user_id])[0]
+
+    def get_many(self, user_ids) -> list[UserFeatures]:
+        """Several users in ONE store read (the batching user_features stage)."""
+        uids = [int(u) for u in user_ids]
+        return [self._features(uid, values) for uid, values in zip(uids, self._read(uids))]
+
+    def _features(self, uid: int, values: dict) -> UserFeatures:
         count = values.get("n_interactions")
         count = None if count is None else self._to_python(count)
         if count is None:

@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -129,20 +129,46 @@ class UserFeatureStage:
         self.layout = encoded_layout(workflow, "user")
 
     def lookup(self, user_id: int) -> EncodedUser:
+        return self.lookup_many([user_id])[0]
+
+    def lookup_many(self, user_ids: Sequence[int]) -> list[EncodedUser]:
+        """Several users: ONE online-store read and ONE workflow transform for all of them (the
+        batching user_features stage); each user's encodings are rows [1, ...] of the batch."""
+        ids = [int(u) for u in user_ids]
         error: str | None = None
         try:
-            features = self.reader.get(user_id)
-            known = features.known
-        except UnavailableError as exc:  # degrade to a cold-start answer rather than fail
+            features = self._read(ids)
+        except UnavailableError as exc:  # degrade to cold-start answers rather than fail
             LOG.warning("user feature lookup failed, answering cold start: %s", exc)
-            features, known, error = None, False, exc.message
-        columns: dict[str, np.ndarray] = {}
-        for column in self.inputs:
-            columns[column.name] = self._value(column.name, column.is_list, user_id, features)
+            features, error = [None] * len(ids), exc.message
+        columns = {c.name: self._column(c.name, c.is_list, ids, features) for c in self.inputs}
         encoded = self.workflow.transform_batch(columns, entity="user")
-        cat, cont, lists = pack_encoded(encoded, self.layout, 1)
-        seen = features.seen_items if (features is not None and known) else np.empty(0, dtype=np.int64)
-        return EncodedUser(cat, cont, lists, seen.astype(np.int64, copy=False), not known, error)
+        cat, cont, lists = pack_encoded(encoded, self.layout, len(ids))
+        out = []
+        for b, f in enumerate(features):
+            known = f is not None and f.known
+            seen = f.seen_items.astype(np.int64, copy=False) if known else np.empty(0, dtype=np.int64)
+            out.append(EncodedUser(cat[b:b + 1], cont[b:b + 1], lists[b:b + 1], seen, not known, error))
+        return out
+
+    def _read(self, ids: list[int]) -> list:
+        batch = self.reader.get_many(ids)  # both readers: one store read for all users
+        return [batch[i] for i in range(len(ids))]
+
+    @classmethod
+    def _column(cls, name: str, is_list: bool, ids: list[int], features: list) -> np.ndarray:
+        """One raw input column for the users, as one user's lookup would build it (so a batch
+        encodes each user exactly as a lone request does)."""
+        values = [cls._value(name, is_list, uid, f) for uid, f in zip(ids, features)]
+        if len(values) == 1:
+            return values[0]
+        if is_list:
+            out = np.empty(len(values), dtype=object)
+            out[:] = [v[0] for v in values]
+            return out
+        if any(v.dtype == object for v in values):
+            return np.concatenate([v.astype(object) for v in values])
+        return np.concatenate(values)
 
     @staticmethod
     def _value(name: str, is_list: bool, user_id: int, features) -> np.ndarray:
@@ -178,6 +204,12 @@ class QueryTowerStage:
     def query(self, cat: np.ndarray, cont: np.ndarray, lists: np.ndarray) -> np.ndarray:
         feeds = unpack_encoded(cat, cont, lists, self.layout)
         return self.model.run(feeds)[0].astype(np.float32, copy=False)
+
+    def query_many(self, users: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Several requests' encoded users ([1, ...] each) in ONE ONNX Runtime call -> [1, D] each."""
+        cat, cont, lists = (np.concatenate([u[i] for u in users]) for i in range(3))
+        out = self.query(cat, cont, lists)
+        return [out[b:b + 1] for b in range(len(users))]
 
 
 class RetrievalStage:
@@ -392,17 +424,33 @@ class RankingStage:
 
     def score(self, user_cat: np.ndarray, user_cont: np.ndarray, user_lists: np.ndarray,
               cat: np.ndarray, cont: np.ndarray, lists: np.ndarray) -> np.ndarray:
-        n = int(cat.shape[0])
+        """One user's encodings [1, ...] x N candidates' item encodings [N, ...] -> scores [N]."""
+        return self.score_many([(user_cat, user_cont, user_lists)], [(cat, cont, lists)])[0]
+
+    def score_many(self, users: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                   candidates: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Several requests at once: user b's encodings [1, ...] with its candidates [N_b, ...] ->
+        one scores array [N_b] per request. With ``user_row`` this is ONE ONNX Runtime call: the
+        B user rows and all candidates go in together, each candidate pointing at its user's row."""
+        counts = [int(c[0].shape[0]) for c in candidates]
+        if not self.gathers_user:
+            return [self._score_broadcast(u, c) for u, c in zip(users, candidates)]
+        if sum(counts) == 0:
+            return [np.empty(0, dtype=np.float32) for _ in counts]
+        feeds = unpack_encoded(*(np.concatenate([c[i] for c in candidates]) for i in range(3)), self.items)
+        feeds.update(unpack_encoded(*(np.concatenate([u[i][:1] for u in users]) for i in range(3)), self.user))
+        feeds[USER_ROW] = np.repeat(np.arange(len(users), dtype=np.int64), counts)
+        scores = self.model.run(feeds)[0].reshape(-1).astype(np.float32, copy=False)
+        return np.split(scores, np.cumsum(counts)[:-1])
+
+    def _score_broadcast(self, user: tuple[np.ndarray, ...], candidates: tuple[np.ndarray, ...]) -> np.ndarray:
+        """A ``dlrm.onnx`` without ``user_row``: the user row repeated for each candidate."""
+        n = int(candidates[0].shape[0])
         if n == 0:
             return np.empty(0, dtype=np.float32)
-        feeds = unpack_encoded(cat, cont, lists, self.items)
-        user = unpack_encoded(user_cat[:1], user_cont[:1], user_lists[:1], self.user)
-        if self.gathers_user:
-            feeds.update(user)
-            feeds[USER_ROW] = np.zeros(n, dtype=np.int64)
-        else:
-            for name, value in user.items():
-                feeds[name] = np.ascontiguousarray(np.broadcast_to(value, (n,) + value.shape[1:]))
+        feeds = unpack_encoded(*candidates, self.items)
+        for name, value in unpack_encoded(*(u[:1] for u in user), self.user).items():
+            feeds[name] = np.ascontiguousarray(np.broadcast_to(value, (n,) + value.shape[1:]))
         return self.model.run(feeds)[0].reshape(-1).astype(np.float32, copy=False)
 
 

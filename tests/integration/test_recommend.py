@@ -206,7 +206,15 @@ def test_business_and_stage_error_metrics(raw, client, recommend_server, sample_
     client.recommend(987_654_321, k=10)
     with pytest.raises(InferenceServerException):
         _raw_request(raw, [1], 0, [], 0.0)
-    after = _metrics(recommend_server.metrics_url)
+    # business counters are buffered in the stub and flushed every METRIC_FLUSH_SECONDS (0.2 s)
+    deadline = time.monotonic() + 5
+    while True:
+        after = _metrics(recommend_server.metrics_url)
+        grew = (_counter(after, "cascade_candidates_retrieved_total") > _counter(before, "cascade_candidates_retrieved_total")
+                and _counter(after, "cascade_cold_start_total") >= _counter(before, "cascade_cold_start_total") + 1)
+        if grew or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert _counter(after, "cascade_candidates_retrieved_total") > _counter(before, "cascade_candidates_retrieved_total")
     assert _counter(after, "cascade_cold_start_total") >= _counter(before, "cascade_cold_start_total") + 1
     assert _counter(after, "cascade_stage_errors_total", stage="user_features", code="INVALID_ARG") >= \
@@ -227,3 +235,53 @@ def test_newer_item_snapshot_is_picked_up_without_restart(client, recommend_serv
         after = client.recommend(user, k=5).model_version
     assert after != before
     assert after.split("+items.")[0] == before.split("+items.")[0]
+
+
+def _counts(client, model: str) -> tuple[int, int]:
+    stats = client.get_inference_statistics(model_name=model, as_json=True)["model_stats"]
+    return (sum(int(m.get("inference_count", 0)) for m in stats), sum(int(m.get("execution_count", 0)) for m in stats))
+
+
+def test_concurrent_requests_batched_by_the_stages_get_their_own_answers(raw, recommend_server, sample_users):
+    """Under concurrent load every stage batches requests (dynamic batching, one vectorised
+    ONNX Runtime / Feast call per batch): each answer must equal the one the same request gets
+    alone, and a bad request inside a batch fails alone with its own error."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    users = list(sample_users)[:12] + [987_654_321]  # + one cold-start user
+    with RecommendClient(recommend_server.grpc_url) as c:
+        alone = {u: c.recommend(u, k=10) for u in users}
+    local = threading.local()
+    opened: list = []
+
+    def one(i: int):
+        if not hasattr(local, "raw"):
+            local.raw = grpcclient.InferenceServerClient(recommend_server.grpc_url)
+            local.client = RecommendClient(recommend_server.grpc_url)
+            opened.extend([local.raw, local.client])
+        user = users[i % len(users)]
+        if i % 7 == 3:  # a bad request among the good ones
+            with pytest.raises(InferenceServerException, match="exclude_item_ids"):
+                _raw_request(local.raw, [user], 10, [-5], 0.0)
+            return None
+        return user, local.client.recommend(user, k=10)
+
+    stages = ("user_features", "ranking", "business_logic")
+    before = {m: _counts(raw, m) for m in stages}
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            answers = [a for a in pool.map(one, range(224)) if a is not None]
+    finally:
+        for c in opened:
+            c.close()
+    after = {m: _counts(raw, m) for m in stages}
+    assert len(answers) == 224 - len([i for i in range(224) if i % 7 == 3])
+    for user, got in answers:
+        want = alone[user]
+        assert got.item_ids == want.item_ids, user
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-6)
+        assert got.degraded == want.degraded and got.model_version == want.model_version
+    batched = {m: (after[m][0] - before[m][0], after[m][1] - before[m][1]) for m in stages}  # (requests, executions)
+    assert any(requests > executions for requests, executions in batched.values()), batched
+    assert raw.is_server_ready()

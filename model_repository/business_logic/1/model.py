@@ -46,10 +46,10 @@ class TritonPythonModel(StageModel):
             seed=None if seed is None else int(seed.reshape(-1)[0]),
         )
         self.filtered.increment(selection.n_filtered)
-        return {
-            "item_ids": selection.item_ids,
-            "scores": selection.scores,
-            "model_version": np.array([self.stage.model_version(snapshot).encode()], dtype=object),
-            "degraded": inputs["cold_start"].reshape(1).astype(bool),
-            "seed_used": np.array([selection.seed], dtype=np.int64),
+        return {  # [1, ...]: one request of a batch (the ensemble's outputs drop that dim)
+            "item_ids": selection.item_ids.reshape(1, -1),
+            "scores": selection.scores.reshape(1, -1),
+            "model_version": np.array([[self.stage.model_version(snapshot).encode()]], dtype=object),
+            "degraded": inputs["cold_start"].reshape(1, 1).astype(bool),
+            "seed_used": np.array([[selection.seed]], dtype=np.int64),
         }

@@ -23,11 +23,12 @@ class TritonPythonModel(StageModel):
         refreshed = self.stage.maybe_refresh()
         if refreshed:
             self.logger.log_info(f"item_features: loaded newer snapshot {refreshed}")
-        features = self.stage.gather(inputs["candidate_rows"])
-        return {
+        features = self.stage.gather(inputs["candidate_rows"])  # [1, N]: one request of a batch
+        outputs = {
             "candidate_item_ids": features.item_ids,
             **features.raw,
             "item_category": features.category_codes,
             "item_available": features.available,
             "snapshot_version": np.array([features.snapshot_version.encode()], dtype=object),
         }
+        return {name: value[np.newaxis] for name, value in outputs.items()}

@@ -20,3 +20,7 @@ class TritonPythonModel(StageModel):
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"query": self.stage.query(inputs["user_cat"], inputs["user_cont"], inputs["user_lists"])}
+
+    def run_batch(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        queries = self.stage.query_many([(i["user_cat"], i["user_cont"], i["user_lists"]) for i in batch])
+        return [{"query": q} for q in queries]

@@ -20,7 +20,13 @@ class TritonPythonModel(StageModel):
         self.logger.log_info(f"ranking: providers {self.stage.model.providers}")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"ranking_scores": self.stage.score(
-            inputs["user_cat"], inputs["user_cont"], inputs["user_lists"],
-            inputs["rank_cat"], inputs["rank_cont"], inputs["rank_lists"],
-        )}
+        return self.run_batch([inputs])[0]
+
+    def run_batch(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """user_* [1, ...] and rank_* [1, N, ...] per request -> ranking_scores [1, N]; the whole
+        batch is one ONNX Runtime call (each candidate row points at its request's user row)."""
+        scores = self.stage.score_many(
+            [(i["user_cat"], i["user_cont"], i["user_lists"]) for i in batch],
+            [(i["rank_cat"][0], i["rank_cont"][0], i["rank_lists"][0]) for i in batch],
+        )
+        return [{"ranking_scores": s[np.newaxis]} for s in scores]

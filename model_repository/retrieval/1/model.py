@@ -18,11 +18,11 @@ class TritonPythonModel(StageModel):
         self.retrieved = self.counter("cascade_candidates_retrieved_total", "Candidates returned by the retrieval stage")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows, scores = self.stage.retrieve(
+        rows, _ = self.stage.retrieve(
             inputs["query"],
             bool(inputs["cold_start"].reshape(-1)[0]),
             inputs["seen_items"],
             inputs.get("exclude_item_ids", EMPTY),
         )
         self.retrieved.increment(len(rows))
-        return {"candidate_rows": rows, "retrieval_scores": scores}
+        return {"candidate_rows": rows.reshape(1, -1)}

@@ -15,7 +15,7 @@ class TritonPythonModel(StageModel):
         self.stage = TransformStage(load_workflow(context.export_path("workflow")), context.export_path("feature_repo"))
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        cat, cont, lists = self.stage.transform(
-            {k: inputs[k] for k in RAW}, inputs["snapshot_version"].reshape(-1)[0].decode()
+        cat, cont, lists = self.stage.transform(  # inputs [1, ...]: one request of a batch
+            {k: inputs[k][0] for k in RAW}, inputs["snapshot_version"].reshape(-1)[0].decode()
         )
-        return {"rank_cat": cat, "rank_cont": cont, "rank_lists": lists}
+        return {"rank_cat": cat[np.newaxis], "rank_cont": cont[np.newaxis], "rank_lists": lists[np.newaxis]}

@@ -70,3 +70,33 @@ def test_snapshot_dictionaries_agree_between_the_stages(repo_and_users) -> None:
         values = snapshot.columns["category"]
         decoded = decode_strings(encode_strings(values, from_memory["category"]), from_parquet["category"])
         assert decoded.tolist() == [None if v is None else str(v) for v in values.tolist()]
+
+
+
+def test_a_batch_of_users_encodes_like_each_user_alone(tmp_path: Path) -> None:
+    """The batching user_features stage reads and encodes B users at once (one store read, one
+    workflow transform): each user's rows must equal that user's lone lookup, known or not."""
+    from cascade.online.stages import UserFeatureStage
+    from cascade.workflows.artifacts import fit_workflow
+    from cascade.workflows.synthetic import SyntheticConfig, generate
+
+    generate(tmp_path / "data", SyntheticConfig(n_users=30, n_items=40, n_interactions=500, n_categories=3,
+                                                n_brands=4, seed=3), name="batch", progress=False)
+    workflow = fit_workflow(tmp_path / "data", tmp_path / "workflow", progress=False)
+    generate_feature_repo(tmp_path / "data", tmp_path / "repo")
+    apply(tmp_path / "repo")
+    materialize(tmp_path / "repo")
+    users = pq.read_table(tmp_path / "data" / "users.parquet", columns=["user_id"]).column("user_id").to_pylist()
+    ids = [*users[:4], 10**12, users[0], 0, *users[-2:]]
+    for reader in ("online_read", "sdk"):
+        stage = UserFeatureStage(tmp_path / "repo", workflow, reader=reader)
+        batch = stage.lookup_many(ids)
+        assert len(batch) == len(ids)
+        for uid, got in zip(ids, batch):
+            alone = stage.lookup(uid)
+            assert got.cold_start == alone.cold_start and got.feature_store_error is None
+            for name in ("cat", "cont", "lists", "seen_items"):
+                np.testing.assert_array_equal(getattr(got, name), getattr(alone, name), err_msg=f"{reader} {uid} {name}")
+            assert got.cat.shape[0] == 1
+        assert batch[ids.index(10**12)].cold_start
+        assert sum(not u.cold_start for u in batch) >= 4  # most sampled users are known

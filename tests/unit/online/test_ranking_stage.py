@@ -68,3 +68,35 @@ def test_new_graph_takes_the_user_on_its_own_batch_axis(setup) -> None:
     assert axes.pop("user_row") == "batch"
     user_names = {s.name for s in setup[1].user_inputs}
     assert all(axis == ("users" if name in user_names else "batch") for name, axis in axes.items())
+
+
+def test_a_batch_of_requests_scores_like_each_request_alone(setup) -> None:
+    """score_many (the batching ranking stage: B user rows, all candidates, user_row = request)
+    gives every request exactly the scores it gets alone, for both graphs and empty requests."""
+    workflow, model, root = setup
+    sizes = [300, 0, 7, 1, 120]
+    users = [pack_encoded(example_inputs(model.user_inputs, 1, seed=10 + b), encoded_layout(workflow, "user"), 1)
+             for b in range(len(sizes))]
+    items = [pack_encoded(example_inputs(model.item_inputs, n, seed=20 + b), encoded_layout(workflow, "item"), n)
+             for b, n in enumerate(sizes)]
+    for stage in (RankingStage(root / "new" / "dlrm.onnx", workflow), RankingStage(root / "legacy" / "dlrm.onnx", workflow)):
+        batched = stage.score_many(users, items)
+        assert [len(s) for s in batched] == sizes
+        for user, cands, got in zip(users, items, batched):
+            np.testing.assert_allclose(got, stage.score(*user, *cands), rtol=1e-6, atol=1e-6)
+            assert got.dtype == np.float32
+
+
+def test_query_tower_batch_matches_one_user_at_a_time(setup) -> None:
+    from cascade.online.stages import QueryTowerStage
+    from cascade.workflows.onnx_export import export_two_tower
+
+    workflow, model, root = setup
+    export_two_tower(model.two_tower, root / "tower")
+    stage = QueryTowerStage(root / "tower" / "user_tower.onnx", workflow)
+    users = [pack_encoded(example_inputs(model.user_inputs, 1, seed=30 + b), encoded_layout(workflow, "user"), 1)
+             for b in range(5)]
+    batched = stage.query_many(users)
+    for user, got in zip(users, batched):
+        assert got.shape[0] == 1
+        np.testing.assert_allclose(got, stage.query(*user), rtol=1e-6, atol=1e-6)

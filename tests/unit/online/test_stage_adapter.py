@@ -1,0 +1,193 @@
+"""StageModel (cascade/online/triton.py), the adapter every stage's model.py builds on, driven by
+a small stand-in for ``triton_python_backend_utils`` (the real module only exists inside the
+Triton Python-backend stub; the integration tests run the real one). Checks the batching contract:
+one response per request, in order; a batch whose vectorised call fails is retried request by
+request so only the bad request fails; buffered business counters reach the metric."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cascade.errors import InvalidInputError
+from cascade.online.triton import BufferedCounter, MetricFlusher, StageModel
+
+
+class _Tensor:
+    def __init__(self, name: str, array: np.ndarray) -> None:
+        self._name, self._array = name, array
+
+    def name(self) -> str:
+        return self._name
+
+    def as_numpy(self) -> np.ndarray:
+        return self._array
+
+
+class _Response:
+    def __init__(self, output_tensors: list[_Tensor], error: Any = None) -> None:
+        self.outputs = {t.name(): t.as_numpy() for t in output_tensors}
+        self.error = error
+
+
+class _Error:
+    INVALID_ARG, NOT_FOUND, UNAVAILABLE, INTERNAL = "INVALID_ARG", "NOT_FOUND", "UNAVAILABLE", "INTERNAL"
+
+    def __init__(self, message: str, code: str) -> None:
+        self.message, self.code = message, code
+
+
+class _Metric:
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels, self.value = labels, 0.0
+
+    def increment(self, value: float) -> None:
+        self.value += value
+
+
+class _Family:
+    COUNTER = "counter"
+
+    def __init__(self, name: str, description: str, kind: str) -> None:
+        self.metrics: list[_Metric] = []
+
+    def Metric(self, labels: dict[str, str]) -> _Metric:  # noqa: N802 - pb_utils' spelling
+        metric = _Metric(labels)
+        self.metrics.append(metric)
+        return metric
+
+
+class _Logger:
+    lines: list[str] = []
+
+    @classmethod
+    def log_info(cls, message: str) -> None:
+        cls.lines.append(message)
+
+    log_warn = log_error = log_info
+
+
+class _Request:
+    def __init__(self, **inputs: np.ndarray) -> None:
+        self._inputs = [_Tensor(k, v) for k, v in inputs.items()]
+
+    def inputs(self) -> list[_Tensor]:
+        return self._inputs
+
+
+@pytest.fixture
+def pb_utils(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    module = types.ModuleType("triton_python_backend_utils")
+    module.Tensor, module.InferenceResponse, module.TritonError = _Tensor, _Response, _Error
+    module.MetricFamily, module.Logger = _Family, _Logger
+    module.triton_string_to_numpy = {"TYPE_INT64": np.int64, "TYPE_FP32": np.float32}.__getitem__
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", module)
+    return module
+
+
+class Doubler(StageModel):
+    """x [1, n] -> y = 2x as FP32; negative values are bad input; run_batch is vectorised."""
+
+    stage_name = "doubler"
+
+    def build(self, context) -> None:
+        self.batches: list[int] = []
+        self.seen = self.counter("cascade_test_values_total", "values doubled")
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = inputs["x"]
+        if (x < 0).any():
+            raise InvalidInputError("input 'x' must be >= 0")
+        self.seen.increment(x.size)
+        return {"y": 2 * x}
+
+    def run_batch(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        self.batches.append(len(batch))
+        xs = [inputs["x"] for inputs in batch]
+        if any((x < 0).any() for x in xs):
+            raise InvalidInputError("a bad request in the batch")
+        ys = 2 * np.concatenate(xs, axis=1)
+        sizes = np.cumsum([x.shape[1] for x in xs])[:-1]
+        self.seen.increment(sum(x.size for x in xs))
+        return [{"y": y} for y in np.split(ys, sizes, axis=1)]
+
+
+def _model(pb_utils) -> Doubler:
+    model = Doubler()
+    config = {"input": [{"name": "x", "data_type": "TYPE_INT64"}],
+              "output": [{"name": "y", "data_type": "TYPE_FP32"}]}
+    model.initialize({"model_config": json.dumps(config), "model_name": "doubler",
+                      "model_repository": "/nonexistent/doubler", "model_version": "1"})
+    return model
+
+
+def test_a_batch_gets_one_response_per_request_in_order(pb_utils) -> None:
+    model = _model(pb_utils)
+    requests = [_Request(x=np.array([[1, 2]])), _Request(x=np.array([[3]])), _Request(x=np.array([[4, 5, 6]]))]
+    responses = model.execute(requests)
+    assert model.batches == [3]  # one vectorised call
+    assert [r.error for r in responses] == [None, None, None]
+    assert [r.outputs["y"].tolist() for r in responses] == [[[2, 4]], [[6]], [[8, 10, 12]]]
+    assert all(r.outputs["y"].dtype == np.float32 for r in responses)  # config's output type
+    model.finalize()
+    assert model.seen.metric.value == 6  # flushed at finalize
+
+
+def test_a_bad_request_in_a_batch_fails_alone(pb_utils) -> None:
+    model = _model(pb_utils)
+    requests = [_Request(x=np.array([[1]])), _Request(x=np.array([[-1]])), _Request(x=np.array([[7]]))]
+    responses = model.execute(requests)
+    assert [r.error is None for r in responses] == [True, False, True]
+    assert responses[1].error.code == "INVALID_ARG" and "input 'x'" in responses[1].error.message
+    assert responses[0].outputs["y"].tolist() == [[2]] and responses[2].outputs["y"].tolist() == [[14]]
+    errors = model._error_family.metrics
+    assert [(m.labels["code"], m.value) for m in errors] == [("INVALID_ARG", 1)]
+    model.finalize()
+
+
+def test_run_batch_may_answer_a_request_with_its_error(pb_utils) -> None:
+    class PerRequestErrors(Doubler):
+        def run_batch(self, batch):
+            return [InvalidInputError("input 'x': odd one out") if i == 1 else {"y": 2 * b["x"]}
+                    for i, b in enumerate(batch)]
+
+    model = PerRequestErrors()
+    model.initialize({"model_config": json.dumps({"input": [{"name": "x", "data_type": "TYPE_INT64"}],
+                                                  "output": [{"name": "y", "data_type": "TYPE_FP32"}]}),
+                      "model_name": "doubler", "model_repository": "/nonexistent/doubler", "model_version": "1"})
+    responses = model.execute([_Request(x=np.array([[1]])), _Request(x=np.array([[2]])), _Request(x=np.array([[3]]))])
+    assert [r.error is None for r in responses] == [True, False, True]
+    assert "odd one out" in responses[1].error.message
+    model.finalize()
+
+
+def test_buffered_counter_sums_until_flushed() -> None:
+    metric = _Metric({})
+    counter = BufferedCounter(metric)
+    for value in (1, 2, 3.5):
+        counter.increment(value)
+    assert metric.value == 0
+    counter.flush()
+    counter.flush()  # nothing pending: no second send
+    assert metric.value == 6.5
+
+
+def test_flusher_thread_sends_pending_counts_and_stops() -> None:
+    import time
+
+    metric = _Metric({})
+    flusher = MetricFlusher(0.01, _Logger)
+    counter = flusher.add(BufferedCounter(metric))
+    counter.increment(4)
+    deadline = time.monotonic() + 5
+    while metric.value != 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert metric.value == 4
+    counter.increment(1)
+    flusher.stop()
+    assert metric.value == 5 and not flusher._thread.is_alive()
