@@ -12,7 +12,7 @@ front for that server: a folder whose ``sitecustomize.py`` is run at the top of 
 stub ignores PYTHONPATH; e.g. one that imports the committed ``cascade`` extracted with ``git
 archive``), OVERRIDES edit the
 copied configs: ``<model>.count=N`` (instance count), ``<model>.param.<key>=V`` (a ``parameters``
-entry), ``<model>.batch=N[/delay_us]`` (max_batch_size + dynamic batching), ``server=ARG`` (an extra
+entry), ``<model>.delay=US`` (the dynamic batcher's max_queue_delay_microseconds), ``server=ARG`` (an extra
 tritonserver argument, ``;`` for several). Each variant gets a repository under
 ``build/bench/variants/<name>`` that links the export's artifacts and feature repo.
 
@@ -98,6 +98,10 @@ def make_variant(export: Path, variant: dict[str, Any], out_root: Path) -> tuple
             text = _set_count(text, int(value))
         elif what.startswith("param."):
             text = _set_param(text, what[len("param."):], value)
+        elif what == "delay":
+            text, n = re.subn(r"max_queue_delay_microseconds: \d+", f"max_queue_delay_microseconds: {int(value)}", text)
+            if not n:
+                raise SystemExit(f"{model}: no dynamic_batching block to set a delay in")
         else:
             raise SystemExit(f"unknown override {override!r}")
         config.write_text(text)
