@@ -11,7 +11,7 @@ an error response still counts as a success in Triton's own ``nv_inference_reque
 Batching stages (``max_batch_size > 0`` with ``dynamic_batching`` in config.pbtxt) receive several
 requests per ``execute``; each request's tensors keep their own shape with a leading batch dim of 1
 (inputs are ragged, so Triton never concatenates them). A stage may override
-:meth:`StageModel.run_batch` to compute the whole batch at once (one ONNX Runtime or FAISS call);
+:meth:`StageModel.run_batch` to compute the whole batch at once (one ONNX Runtime call, one Feast read);
 if that raises, every request of the batch is retried alone so one bad request fails only itself.
 """
 
