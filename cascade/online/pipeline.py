@@ -45,11 +45,12 @@ class InProcessRecommender:
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
         self.user = UserFeatureStage(layout.feature_repo, workflow)
         self.query = QueryTowerStage(layout.user_tower, workflow)
-        self.retrieval = RetrievalStage(layout.index, manifest.n_candidates)
+        rules = BusinessRules.load(layout.root / RULES_IN_EXPORT)
+        self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen)
         self.items = ItemFeatureStage(layout.feature_repo, layout.index, workflow)
         self.transform = TransformStage(workflow, layout.feature_repo)
         self.ranking = RankingStage(layout.dlrm, workflow)
-        self.business = BusinessLogicStage(BusinessRules.load(layout.root / RULES_IN_EXPORT), manifest.version,
+        self.business = BusinessLogicStage(rules, manifest.version,
                                            layout.feature_repo, workflow)
 
     @classmethod

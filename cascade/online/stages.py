@@ -215,7 +215,9 @@ class QueryTowerStage:
 class RetrievalStage:
     """FAISS search over the catalog's item embeddings; popular items for cold-start users."""
 
-    def __init__(self, index_dir: Path, n_candidates: int, omp_threads: int = 1) -> None:
+    def __init__(self, index_dir: Path, n_candidates: int, omp_threads: int = 1, drop_seen: bool = True) -> None:
+        """``drop_seen``: the business rules' ``drop_seen`` (business_rules.yaml); when False the
+        user's seen items stay eligible here too, not only in business_logic."""
         import faiss
 
         # One query per request: OpenMP threads only add fork/join and spin-wait cost, and on a
@@ -227,6 +229,7 @@ class RetrievalStage:
         self.popular_rows = np.argsort(-popularity, kind="stable").astype(np.int64)
         self.popularity = popularity
         self.n_candidates = int(min(n_candidates, len(self.item_ids)))
+        self.drop_seen = bool(drop_seen)
         self._order = np.argsort(self.item_ids, kind="stable")
         self._sorted = self.item_ids[self._order]
         if hasattr(self.index, "hnsw"):
@@ -241,7 +244,8 @@ class RetrievalStage:
         return self._order[pos[hit]]
 
     def retrieve(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        drop = self.rows_of(np.concatenate([np.asarray(seen, np.int64).reshape(-1), np.asarray(exclude, np.int64).reshape(-1)]))
+        seen = np.asarray(seen, np.int64).reshape(-1) if self.drop_seen else np.empty(0, np.int64)
+        drop = self.rows_of(np.concatenate([seen, np.asarray(exclude, np.int64).reshape(-1)]))
         wanted = self.n_candidates
         if cold_start:
             rows = self.popular_rows[~np.isin(self.popular_rows, drop)][:wanted] if len(drop) else self.popular_rows[:wanted]
