@@ -105,6 +105,11 @@ def make_variant(export: Path, variant: dict[str, Any], out_root: Path) -> tuple
         else:
             raise SystemExit(f"unknown override {override!r}")
         config.write_text(text)
+    if not variant["pythonpath"]:  # this checkout's code: the load-time warm-up a fresh export writes
+        from cascade.online.export_layout import ExportLayout
+        from cascade.online.warmup import write_warmups
+
+        write_warmups(ExportLayout(target))
     return target, server_args
 
 

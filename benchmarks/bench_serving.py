@@ -254,6 +254,10 @@ def run(args: argparse.Namespace, server_args: list[str] | None = None) -> int:
             "request_mix": asdict(mix), "seed": args.seed, "n_known_users": int(user_ids.size),
             "server_args": server_args, "loadavg_start": os.getloadavg(),
         }
+        if server_args is not None and warm:  # we started the server: these are its first requests
+            first, _, _ = sequential_grpc(client, warm[:3])
+            result["first_requests_ms"] = [round(float(x), 2) for x in first]
+            print(f"first 3 requests after ready: {result['first_requests_ms']} ms", flush=True)
         print(f"concurrency 1: {args.warmup} warm-up + {args.requests} requests ...", flush=True)
         result["concurrency_1"] = measure_c1(client, warm, reqs)
         cached = cache_enabled(client)

@@ -22,7 +22,9 @@ from cascade import __version__
 from cascade.business.config import DEFAULT_RULES_FILE, BusinessRules
 from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done, replace_dir
 from cascade.errors import InvalidInputError, NotFoundError
+from cascade.online import warmup as warmup_module
 from cascade.online.export_layout import DEFAULT_CANDIDATES, ExportLayout, ExportManifest
+from cascade.online.warmup import write_warmups
 from cascade.paths import MODEL_REPOSITORY_SOURCES, latest_export_pointer
 from cascade.workflows.dataset import DatasetInfo
 
@@ -94,7 +96,7 @@ def export_repository(
     key = inputs_hash(
         dataset=info.content_hash,
         artifacts=hash_files([artifacts / p for p in ARTIFACT_PARTS]),
-        sources=hash_files([MODEL_REPOSITORY_SOURCES]),
+        sources=hash_files([MODEL_REPOSITORY_SOURCES, Path(warmup_module.__file__)]),
         rules=hash_files([rules_file]),
         n_candidates=n_candidates,
         online_store=online_store,
@@ -128,6 +130,7 @@ def export_repository(
             code_version=__version__,
         )
         layout.manifest_path.write_text(manifest.model_dump_json(indent=2))
+        write_warmups(layout)  # needs the manifest and artifacts in place
         mark_done(tmp, key, version=manifest.version)
         _swap_into_place(tmp, out_dir)
     finally:

@@ -71,6 +71,12 @@ def snapshot_dictionaries(feature_repo: Path, version: str, names: tuple[str, ..
     """String dictionaries of item snapshot ``version`` (see :func:`cascade.online.tensors.string_dictionary`):
     built from ``snapshot`` when it is that version, else from the published snapshot's Parquet
     (only the ``names`` columns). Cached per process, so the in-process pipeline builds them once."""
+    if not version:  # "" = the latest published snapshot: only the load-time warm-up sends it (online/warmup.py)
+        from cascade.features.snapshot import latest_version
+
+        version = latest_version(feature_repo) or ""
+        if not version:
+            raise UnavailableError(f"no item snapshot published in {feature_repo}")
     key = (str(feature_repo), version, tuple(names))  # callers pass a resolved path (no syscall per request)
     hit = _DICTIONARY_CACHE.get(key)
     if hit is not None:

@@ -1,0 +1,116 @@
+"""Load-time warm-up of the stage models (Triton ``model_warmup``), written by ``cascade export``.
+
+The first request a Python-backend model executes costs 20-35 ms more than the next ones (the
+stub's first ``execute``: measured on an identity model too, so it is not the stage code), which
+made the first ``recommend`` after every start ~100 ms (benchmarks/NOTES.md). Triton runs a
+model's ``model_warmup`` samples before it marks the model ready, so with them the first real
+request is a normal one.
+
+The samples are valid requests of each stage with the export's dataset-dependent widths (encoded
+feature counts, embedding size, candidate count): zeros (= null / padding codes, catalog row 0,
+an unknown user), ``top_k`` from a one-value file, and an empty ``snapshot_version``, which the
+stages read as "the latest published item snapshot" (a version fixed at export time could be
+pruned by later materializations, and a failing warm-up would fail the model load).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cascade.online.export_layout import ExportLayout
+from cascade.online.request import MAX_TOP_K
+
+WARMUP_DIR = "warmup"  # Triton reads input_data_file from <model>/warmup/
+WARMUP_TOP_K = 10
+
+
+@dataclass(frozen=True)
+class WarmupInput:
+    name: str
+    data_type: str  # Triton TYPE_*
+    dims: tuple[int, ...]  # without the batch dim (every stage batches; batch_size 1)
+    data: np.ndarray | None = None  # None: zero_data (zeros, false, empty strings)
+
+
+def stage_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
+    """One warm-up sample per stage model of the export at ``layout``."""
+    import faiss
+
+    from cascade.online.stages import encoded_layout, load_workflow, raw_layout
+
+    workflow = load_workflow(layout.workflow)
+    manifest = layout.manifest()
+    user, item, raw = encoded_layout(workflow, "user"), encoded_layout(workflow, "item"), raw_layout(workflow, "item")
+    n_items = int(np.load(layout.index / "item_ids.npy", mmap_mode="r").shape[0])
+    dim = int(faiss.read_index(str(layout.index / "items.faiss"), faiss.IO_FLAG_MMAP).d)
+    n = max(1, min(manifest.n_candidates, n_items))
+    top_k = np.array([min(WARMUP_TOP_K, MAX_TOP_K, n)], dtype=np.int32)
+    user_inputs = [
+        WarmupInput("user_cat", "TYPE_INT64", (len(user.categorical),)),
+        WarmupInput("user_cont", "TYPE_FP32", (len(user.continuous),)),
+        WarmupInput("user_lists", "TYPE_INT64", (user.list_width,)),
+    ]
+    return {
+        "user_features": [WarmupInput("user_id", "TYPE_INT64", (1,)), WarmupInput("top_k", "TYPE_INT32", (1,), top_k)],
+        "query_tower": user_inputs,
+        "retrieval": [
+            WarmupInput("query", "TYPE_FP32", (dim,)),
+            WarmupInput("cold_start", "TYPE_BOOL", (1,)),
+            WarmupInput("seen_items", "TYPE_INT64", (1,)),
+        ],
+        "item_features": [WarmupInput("candidate_rows", "TYPE_INT64", (n,))],
+        "transform": [
+            WarmupInput("item_int", "TYPE_INT64", (n, len(raw.ints))),
+            WarmupInput("item_float", "TYPE_FP64", (n, len(raw.floats))),
+            WarmupInput("item_str", "TYPE_INT64", (n, len(raw.strings))),
+            WarmupInput("item_list", "TYPE_INT64", (n, 0)),  # every list empty: widths all 0
+            WarmupInput("item_list_widths", "TYPE_INT64", (len(raw.lists),)),
+            WarmupInput("snapshot_version", "TYPE_STRING", (1,)),
+        ],
+        "ranking": user_inputs + [
+            WarmupInput("rank_cat", "TYPE_INT64", (n, len(item.categorical))),
+            WarmupInput("rank_cont", "TYPE_FP32", (n, len(item.continuous))),
+            WarmupInput("rank_lists", "TYPE_INT64", (n, item.list_width)),
+        ],
+        "business_logic": [
+            WarmupInput("candidate_item_ids", "TYPE_INT64", (n,)),
+            WarmupInput("ranking_scores", "TYPE_FP32", (n,)),
+            WarmupInput("item_category", "TYPE_INT64", (n,)),
+            WarmupInput("item_available", "TYPE_BOOL", (n,)),
+            WarmupInput("seen_items", "TYPE_INT64", (1,)),
+            WarmupInput("top_k", "TYPE_INT32", (1,), top_k),
+            WarmupInput("explore", "TYPE_FP32", (1,)),
+            WarmupInput("cold_start", "TYPE_BOOL", (1,)),
+            WarmupInput("snapshot_version", "TYPE_STRING", (1,)),
+        ],
+    }
+
+
+def warmup_config(inputs: list[WarmupInput]) -> str:
+    """The ``model_warmup`` block (protobuf text) for ``inputs``."""
+    lines = ['model_warmup [ {', '  name: "cascade_warmup"', "  batch_size: 1"]
+    for i in inputs:
+        dims = ", ".join(str(d) for d in i.dims)
+        source = f'input_data_file: "{i.name}"' if i.data is not None else "zero_data: true"
+        lines.append(f'  inputs {{ key: "{i.name}" value: {{ data_type: {i.data_type} dims: [ {dims} ] {source} }} }}')
+    lines.append("} ]")
+    return "\n".join(lines) + "\n"
+
+
+def write_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
+    """Append each stage's ``model_warmup`` to its config.pbtxt and write its data files."""
+    warmups = stage_warmups(layout)
+    for model, inputs in warmups.items():
+        model_dir = layout.model_repository / model
+        config = model_dir / "config.pbtxt"
+        for i in inputs:
+            if i.data is not None:
+                (model_dir / WARMUP_DIR).mkdir(exist_ok=True)
+                np.ascontiguousarray(i.data).tofile(model_dir / WARMUP_DIR / i.name)
+        text = config.read_text().rstrip("\n")
+        config.write_text(text + "\n# Load-time warm-up written by `cascade export` (cascade/online/warmup.py)\n"
+                          + warmup_config(inputs))
+    return warmups
