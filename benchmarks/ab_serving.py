@@ -211,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         stages = " ".join(f"{s['model'][:6]}={s['success_ms']:.2f}" for s in row["stages"])
         print(f"{name:14s} {lat_row['p50_ms']:7.2f} {lat_row['p99_ms']:7.2f} {lat_row['mean_ms']:7.2f} "
               f"{ratio:8.2f}  {stages}  err={row['errors']}")
-    out = ROOT / "benchmarks" / "results" / f"ab-{args.tag}.json"
+    return write_result(args.tag, result)
+
+
+def write_result(tag: str, result: dict[str, Any]) -> int:
+    out = ROOT / "benchmarks" / "results" / f"ab-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float))
     print(f"wrote {out}")
@@ -269,11 +273,7 @@ def report_under_load(args: argparse.Namespace, result: dict[str, Any]) -> int:
         parts = " ".join(f"{k[:6]}={v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if k != "total")
         print(f"{name:14s} {row['rps_median']:7.0f} {ratio:6.2f} {row['latency']['p50_ms']:7.2f} "
               f"{row['latency']['p99_ms']:7.2f} {cpu['total']:10.2f}  {parts}  err={row['errors']}")
-    out = ROOT / "benchmarks" / "results" / f"ab-{args.tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=float))
-    print(f"wrote {out}")
-    return 0
+    return write_result(args.tag, result)
 
 
 if __name__ == "__main__":
