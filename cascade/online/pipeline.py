@@ -70,7 +70,7 @@ class InProcessRecommender:
         )
         user = self.user.lookup(request.user_id)
         query = self.query.query(user.cat, user.cont, user.lists)
-        rows, _ = self.retrieval.retrieve(query, user.cold_start, user.seen_items, request.exclude_item_ids)
+        rows = self.retrieval.retrieve(query, user.cold_start, user.seen_items, request.exclude_item_ids)
         features = self.items.gather(rows)
         cat, cont, lists = self.transform.transform(features.raw, features.snapshot_version)
         scores = self.ranking.score(user.cat, user.cont, user.lists, cat, cont, lists)

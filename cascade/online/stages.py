@@ -233,7 +233,6 @@ class RetrievalStage:
         self.item_ids = np.load(index_dir / "item_ids.npy").astype(np.int64)
         popularity = np.load(index_dir / "popularity.npy").astype(np.float32)
         self.popular_rows = np.argsort(-popularity, kind="stable").astype(np.int64)
-        self.popularity = popularity
         self.n_candidates = int(min(n_candidates, len(self.item_ids)))
         self.drop_seen = bool(drop_seen)
         self._order = np.argsort(self.item_ids, kind="stable")
@@ -249,20 +248,21 @@ class RetrievalStage:
         hit = self._sorted[pos] == ids
         return self._order[pos[hit]]
 
-    def retrieve(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def retrieve(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+        """Candidate catalog rows, best first (the ranking stage scores them; no caller uses the ANN scores)."""
         seen = np.asarray(seen, np.int64).reshape(-1) if self.drop_seen else np.empty(0, np.int64)
         drop = self.rows_of(np.concatenate([seen, np.asarray(exclude, np.int64).reshape(-1)]))
         wanted = self.n_candidates
         if cold_start:
             rows = self.popular_rows[~np.isin(self.popular_rows, drop)][:wanted] if len(drop) else self.popular_rows[:wanted]
-            return rows, np.log1p(self.popularity[rows])
+            return rows
         k = int(min(len(self.item_ids), wanted + len(drop)))
-        scores, rows = self.index.search(np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), k)
-        scores, rows = scores[0], rows[0].astype(np.int64)
+        _, rows = self.index.search(np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), k)
+        rows = rows[0].astype(np.int64)
         keep = rows >= 0
         if len(drop):
             keep &= ~np.isin(rows, drop)
-        return rows[keep][:wanted], scores[keep][:wanted].astype(np.float32)
+        return rows[keep][:wanted]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ class TritonPythonModel(StageModel):
         self.retrieved = self.counter("cascade_candidates_retrieved_total", "Candidates returned by the retrieval stage")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows, _ = self.stage.retrieve(
+        rows = self.stage.retrieve(
             inputs["query"],
             bool(inputs["cold_start"].reshape(-1)[0]),
             inputs["seen_items"],

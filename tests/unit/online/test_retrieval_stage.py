@@ -32,12 +32,12 @@ def test_seen_items_follow_drop_seen_and_excluded_never_return(index_dir: Path, 
     query = np.load(index_dir / "query.npy")
     item_ids = np.load(index_dir / "item_ids.npy")
     everything = RetrievalStage(index_dir, n_candidates=50).retrieve(query, cold_start, np.empty(0, np.int64),
-                                                                     np.empty(0, np.int64))[0]
+                                                                     np.empty(0, np.int64))
     seen, exclude = item_ids[everything[:3]], item_ids[everything[3:5]]
     dropping = RetrievalStage(index_dir, n_candidates=50, drop_seen=True)
     keeping = RetrievalStage(index_dir, n_candidates=50, drop_seen=False)
-    dropped = set(item_ids[dropping.retrieve(query, cold_start, seen, exclude)[0]].tolist())
-    kept = set(item_ids[keeping.retrieve(query, cold_start, seen, exclude)[0]].tolist())
+    dropped = set(item_ids[dropping.retrieve(query, cold_start, seen, exclude)].tolist())
+    kept = set(item_ids[keeping.retrieve(query, cold_start, seen, exclude)].tolist())
     assert not dropped & set(seen.tolist()) and not dropped & set(exclude.tolist())
     assert set(seen.tolist()) <= kept and not kept & set(exclude.tolist())
     assert len(kept) == 48 and len(dropped) == 45
