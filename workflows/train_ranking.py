@@ -84,6 +84,7 @@ class RankingResult:
     n_rows: int
     best_ndcg: float = float("nan")
     retrieval_ndcg: float = float("nan")
+    candidate_recall: float = float("nan")  # validation: share of positives inside the merged candidates
 
 
 class SeenSet:
@@ -207,10 +208,12 @@ def listwise_loss(scores: Any, positive_mask: Any, valid: Any) -> Any:
 
 def rerank_metrics(
     model: Any, examples: Examples, catalog: Catalog, q: np.ndarray, v: np.ndarray, candidates: np.ndarray, k: int,
-    retrieval_order: bool = False,
+    retrieval_order: bool = False, lists: Any | None = None,
 ) -> tuple[float, float]:
-    """(recall@k, NDCG@k) of the single positive after DLRM re-ranking of ``candidates`` (retrieval
-    order when ``retrieval_order``)."""
+    """(recall@k, NDCG@k) of the single positive after DLRM re-ranking of ``candidates`` ([n, c]
+    catalog rows, -1 padded; retrieval/merge order when ``retrieval_order``). ``lists``: the
+    :class:`~cascade.workflows.candidates.CandidateLists` the candidates come from (their source and
+    item-to-item score feed the ranker)."""
     import torch
 
     n, c = candidates.shape
@@ -218,16 +221,19 @@ def rerank_metrics(
         top = candidates[:, :k]
     else:
         scores = np.empty((n, c), np.float32)
-        chunk = max(1, 32768 // c)
+        chunk = max(1, 32768 // max(c, 1))
         model.eval()
         with torch.no_grad():
             for lo in range(0, n, chunk):
                 rows = np.arange(lo, min(n, lo + chunk))
                 user_row = torch.from_numpy(np.repeat(np.arange(len(rows), dtype=np.int64), c))
-                items = candidates[rows].reshape(-1)
+                items = np.maximum(candidates[rows].reshape(-1), 0)
                 feats = {**to_torch(examples.features, rows), **to_torch(catalog.features, items)}
+                if lists is not None:
+                    feats.update(lists.torch_features(np.repeat(rows, c), candidates[rows].reshape(-1)))
                 s = model(feats, query=torch.from_numpy(q[rows]), item=torch.from_numpy(v[items]), user_row=user_row)
                 scores[rows] = s.numpy().reshape(len(rows), c)
+        scores[candidates < 0] = -np.inf
         top = np.take_along_axis(candidates, np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
     hit = top == examples.item_rows[:, None]
     recall = float(hit.any(axis=1).mean())
@@ -275,6 +281,7 @@ def _pointwise_epoch(
 def _listwise_epoch(
     model: Any, optimizer: Any, rng: np.random.Generator, queries: ListwiseQueries, catalog: Catalog, seen: SeenSet,
     candidates: np.ndarray, q: np.ndarray, v: np.ndarray, config: RankingTrainConfig, desc: str,
+    candidate_lists: Any | None = None,
 ) -> tuple[float, int]:
     """One pass over the queries: each list = the query's positives + ``list_negatives`` drawn
     uniformly from its retrieval candidates (the serving distribution), minus train items."""
@@ -311,6 +318,8 @@ def _listwise_epoch(
         e = np.repeat(qrows[b], lb.shape[1])[vb.reshape(-1)]
         it = lb[vb]
         feats = {**to_torch(queries.features, e), **to_torch(catalog.features, it)}
+        if candidate_lists is not None:
+            feats.update(candidate_lists.torch_features(e, it))
         flat = model(feats, query=torch.from_numpy(q[e]), item=torch.from_numpy(v[it]))
         scores = torch.full(lb.shape, -1e9)
         scores[torch.from_numpy(vb)] = flat
@@ -325,10 +334,15 @@ def _listwise_epoch(
     return running, rows_seen
 
 
-def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None) -> RankingResult:
+def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None,
+               neighbours: Any | None = None, mix: Any | None = None) -> RankingResult:
+    """``neighbours``/``mix``: the item-to-item artifact and source shares serving merges with
+    (:mod:`cascade.online.candidates`); the ranker is trained and validated on those merged
+    candidates (ANN only when ``neighbours`` is None)."""
     import torch
 
-    from cascade.models.dlrm import DLRM
+    from cascade.models.dlrm import DLRM, candidate_specs
+    from cascade.workflows.candidates import merged_candidate_lists
 
     config = config or RankingTrainConfig()
     if config.loss not in ("listwise", "pointwise"):
@@ -337,7 +351,8 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
     rng = np.random.default_rng(config.seed + 1)
     started = time.perf_counter()
     two_tower.eval()
-    model = DLRM(data.specs, config.model, two_tower=two_tower)
+    specs = list(data.specs) + (candidate_specs() if config.model.candidate_features else [])
+    model = DLRM(specs, config.model, two_tower=two_tower)
     catalog = data.catalog
     if model.n_stats:
         id_index = catalog.features[config.model.item_id_column].astype(np.int64)
@@ -354,10 +369,17 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
         np.concatenate([data.train.item_rows, data.val.item_rows] + ([data.rank.item_rows] if data.rank is not None else [])),
         len(catalog.item_ids),
     )
+    def merged(query: np.ndarray, history: np.ndarray, n: int) -> Any:
+        recent = history_rows(catalog, history)
+        return merged_candidate_lists(top_candidates(query, v, recent, n), recent, catalog.popularity, neighbours,
+                                      mix, n)
+
+    lists = None
     if config.loss == "listwise":
         queries = listwise_queries(positives, config.positives_per_user)
         q = embed(two_tower.query, queries.features)
-        cands = top_candidates(q, v, history_rows(catalog, queries.history), config.hard_pool)
+        lists = merged(q, queries.history, config.hard_pool)
+        cands = lists.rows
         n_positives = int((queries.positives >= 0).sum())
     else:
         q = embed(two_tower.query, positives.features)
@@ -367,9 +389,11 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
     if len(val) > config.eval_examples:
         val = val.subset(np.sort(rng.choice(len(val), config.eval_examples, replace=False)))
     val_q = embed(two_tower.query, val.features)
-    val_candidates = top_candidates(val_q, v, history_rows(catalog, val.history), config.n_candidates)
+    val_lists = merged(val_q, val.history, config.n_candidates)
+    val_candidates = val_lists.rows
     k = config.eval_k
     retrieval_recall, retrieval_ndcg = rerank_metrics(model, val, catalog, val_q, v, val_candidates, k, retrieval_order=True)
+    candidate_recall = float((val_candidates == val.item_rows[:, None]).any(axis=1).mean()) if len(val) else 0.0
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict[str, float]] = []
@@ -382,10 +406,11 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
         model.train()
         desc = f"ranking epoch {epoch}/{config.epochs}"
         if config.loss == "listwise":
-            running, n_rows = _listwise_epoch(model, optimizer, rng, queries, catalog, seen, cands, q, v, config, desc)
+            running, n_rows = _listwise_epoch(model, optimizer, rng, queries, catalog, seen, cands, q, v, config, desc,
+                                              lists)
         else:
             running, n_rows = _pointwise_epoch(model, optimizer, rng, positives, catalog, seen, cands, q, v, config, desc)
-        recall, ndcg = rerank_metrics(model, val, catalog, val_q, v, val_candidates, k)
+        recall, ndcg = rerank_metrics(model, val, catalog, val_q, v, val_candidates, k, lists=val_lists)
         history.append({"epoch": epoch, "loss": running, f"val_recall@{k}": recall, f"val_ndcg@{k}": ndcg,
                         f"val_retrieval_recall@{k}": retrieval_recall, f"val_retrieval_ndcg@{k}": retrieval_ndcg})
         if config.progress:
@@ -401,7 +426,8 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
     model.load_state_dict(best_state)
     model.eval()
     return RankingResult(model, history, best_epoch, best_recall, retrieval_recall, time.perf_counter() - started,
-                         n_positives, n_rows, best_ndcg=best, retrieval_ndcg=retrieval_ndcg)
+                         n_positives, n_rows, best_ndcg=best, retrieval_ndcg=retrieval_ndcg,
+                         candidate_recall=candidate_recall)
 
 
 def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Path) -> dict[str, Any]:
@@ -419,6 +445,7 @@ def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Pat
         "config": config.to_dict(),
         "specs": [s.to_dict() for s in model.specs],
         "inputs": [s.name for s in model.specs] + ["user_row"],
+        "candidate_features": model.config.candidate_features,
         "input_axes": {"user": "users (U)", "item": "batch (N)", "user_row": "batch (N), int64 row into the users axis"},
         "outputs": {"dlrm.onnx": "score"},
         "score": "logit",
@@ -429,6 +456,7 @@ def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Pat
             f"val_retrieval_recall@{config.eval_k}": result.retrieval_recall,
             f"val_ndcg@{config.eval_k}": result.best_ndcg,
             f"val_retrieval_ndcg@{config.eval_k}": result.retrieval_ndcg,
+            f"val_candidate_recall@{config.n_candidates}": result.candidate_recall,
             "seconds": round(result.seconds, 1), "n_positives": result.n_positives, "n_rows_per_epoch": result.n_rows,
         },
     }

@@ -46,7 +46,8 @@ class InProcessRecommender:
         self.user = UserFeatureStage(layout.feature_repo, workflow)
         self.query = QueryTowerStage(layout.user_tower, workflow)
         rules = BusinessRules.load(layout.root / RULES_IN_EXPORT)
-        self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen)
+        self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen,
+                                        candidates_dir=layout.candidates)
         self.items = ItemFeatureStage(layout.feature_repo, layout.index, workflow)
         self.transform = TransformStage(workflow, layout.feature_repo)
         self.ranking = RankingStage(layout.dlrm, workflow)
@@ -70,10 +71,12 @@ class InProcessRecommender:
         )
         user = self.user.lookup(request.user_id)
         query = self.query.query(user.cat, user.cont, user.lists)
-        rows = self.retrieval.retrieve(query, user.cold_start, user.seen_items, request.exclude_item_ids)
-        features = self.items.gather(rows)
+        merged = self.retrieval.retrieve_sources(query, user.cold_start, user.seen_items, request.exclude_item_ids,
+                                                 user.recent_items)
+        features = self.items.gather(merged.rows)
         cat, cont, lists = self.transform.transform(features.raw, features.snapshot_version)
-        scores = self.ranking.score(user.cat, user.cont, user.lists, cat, cont, lists)
+        scores = self.ranking.score(user.cat, user.cont, user.lists, cat, cont, lists,
+                                    (merged.source, merged.item2item_score))
         selection = self.business.apply(
             Candidates(features.item_ids, scores, features.categories, features.available),
             top_k=request.top_k,

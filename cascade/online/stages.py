@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 LOG = logging.getLogger(__name__)
 CATEGORY_COLUMN = "category"
 USER_ROW = "user_row"  # dlrm.onnx input (workflows/onnx_export.py)
+CANDIDATE_SOURCE = "candidate_source"  # dlrm.onnx input: retrieval source bitmask per candidate (online/candidates.py)
+CANDIDATE_SCORE = "candidate_score"  # dlrm.onnx input: item-to-item score per candidate
 AVAILABLE_COLUMN = "available"
 
 
@@ -114,6 +116,7 @@ class EncodedUser:
     seen_items: np.ndarray  # int64 raw ids
     cold_start: bool
     feature_store_error: str | None = None
+    recent_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # raw ids, most recent first
 
 
 class UserFeatureStage:
@@ -154,7 +157,8 @@ class UserFeatureStage:
         for b, f in enumerate(features):
             known = f is not None and f.known
             seen = f.seen_items.astype(np.int64, copy=False) if known else np.empty(0, dtype=np.int64)
-            out.append(EncodedUser(cat[b:b + 1], cont[b:b + 1], lists[b:b + 1], seen, not known, error))
+            recent = np.asarray(f.recent_items, np.int64).reshape(-1) if known else np.empty(0, dtype=np.int64)
+            out.append(EncodedUser(cat[b:b + 1], cont[b:b + 1], lists[b:b + 1], seen, not known, error, recent))
         return out
 
     def _read(self, ids: list[int]) -> list:
@@ -219,12 +223,19 @@ class QueryTowerStage:
 
 
 class RetrievalStage:
-    """FAISS search over the catalog's item embeddings; popular items for cold-start users."""
+    """Candidates from several sources (:mod:`cascade.online.candidates`): the FAISS search over the
+    catalog's item embeddings, item-to-item neighbours of the user's recent items (when the export
+    has ``artifacts/candidates/``) and popular items for short histories; popular items only for
+    cold-start users."""
 
-    def __init__(self, index_dir: Path, n_candidates: int, omp_threads: int = 1, drop_seen: bool = True) -> None:
+    def __init__(self, index_dir: Path, n_candidates: int, omp_threads: int = 1, drop_seen: bool = True,
+                 candidates_dir: Path | None = None) -> None:
         """``drop_seen``: the business rules' ``drop_seen`` (business_rules.yaml); when False the
-        user's seen items stay eligible here too, not only in business_logic."""
+        user's seen items stay eligible here too, not only in business_logic. ``candidates_dir``:
+        the item-to-item artifact; None or a missing folder = ANN (+ popular) only."""
         import faiss
+
+        from cascade.online.candidates import CandidateSources, ItemNeighbours, SourceMix
 
         # One query per request: OpenMP threads only add fork/join and spin-wait cost, and on a
         # small CPU box they steal the cores other stages (and other instances) need.
@@ -239,30 +250,45 @@ class RetrievalStage:
         self._sorted = self.item_ids[self._order]
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, 2 * self.n_candidates)
+        neighbours = None
+        mix = SourceMix()
+        if candidates_dir is not None and Path(candidates_dir).is_dir():
+            neighbours = ItemNeighbours.load(Path(candidates_dir))
+            if neighbours.meta.get("mix"):
+                mix = SourceMix(**neighbours.meta["mix"])
+        self.sources = CandidateSources(max(self.n_candidates, 1), self.popular_rows, neighbours, mix)
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """Catalog rows of the raw ids that are in the catalog (unknown ids dropped)."""
+        return self._rows(item_ids, keep_missing=False)
+
+    def _rows(self, item_ids: np.ndarray, keep_missing: bool) -> np.ndarray:
         ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
-        if not len(ids):
-            return ids
+        if not len(ids) or not len(self._sorted):
+            return np.full(len(ids), -1, np.int64) if keep_missing else ids[:0]
         pos = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
         hit = self._sorted[pos] == ids
+        if keep_missing:
+            return np.where(hit, self._order[pos], -1)
         return self._order[pos[hit]]
 
-    def retrieve(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray) -> np.ndarray:
-        """Candidate catalog rows, best first (the ranking stage scores them; no caller uses the ANN scores)."""
+    def retrieve(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray,
+                 recent: np.ndarray | None = None) -> np.ndarray:
+        """Candidate catalog rows (the ranking stage scores them; no caller uses the ANN scores)."""
+        return self.retrieve_sources(query, cold_start, seen, exclude, recent).rows
+
+    def retrieve_sources(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray,
+                         recent: np.ndarray | None = None):
+        """:class:`~cascade.online.candidates.MergedCandidates`: rows, source bitmask and
+        item-to-item score per candidate. ``recent``: the user's recent raw item ids, most recent first."""
         seen = np.asarray(seen, np.int64).reshape(-1) if self.drop_seen else np.empty(0, np.int64)
         drop = self.rows_of(np.concatenate([seen, np.asarray(exclude, np.int64).reshape(-1)]))
-        wanted = self.n_candidates
-        if cold_start:
-            rows = self.popular_rows[~np.isin(self.popular_rows, drop)][:wanted] if len(drop) else self.popular_rows[:wanted]
-            return rows
-        k = int(min(len(self.item_ids), wanted + len(drop)))
+        recent_rows = self._rows(np.empty(0, np.int64) if recent is None else recent, keep_missing=True)
+        if cold_start or self.n_candidates == 0:
+            return self.sources.merge(np.empty(0, np.int64), recent_rows, drop, cold_start=True)
+        k = self.sources.ann_wanted(len(drop))
         _, rows = self.index.search(np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), k)
-        rows = rows[0].astype(np.int64)
-        keep = rows >= 0
-        if len(drop):
-            keep &= ~np.isin(rows, drop)
-        return rows[keep][:wanted]
+        return self.sources.merge(rows[0].astype(np.int64), recent_rows, drop)
 
 
 @dataclass(frozen=True)
@@ -431,34 +457,63 @@ class RankingStage:
         self.user = encoded_layout(workflow, "user")
         self.items = encoded_layout(workflow, "item")
         self.gathers_user = USER_ROW in self.model.input_names
+        self.takes_candidate_features = CANDIDATE_SOURCE in self.model.input_names
 
     def score(self, user_cat: np.ndarray, user_cont: np.ndarray, user_lists: np.ndarray,
-              cat: np.ndarray, cont: np.ndarray, lists: np.ndarray) -> np.ndarray:
-        """One user's encodings [1, ...] x N candidates' item encodings [N, ...] -> scores [N]."""
-        return self.score_many([(user_cat, user_cont, user_lists)], [(cat, cont, lists)])[0]
+              cat: np.ndarray, cont: np.ndarray, lists: np.ndarray,
+              extras: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """One user's encodings [1, ...] x N candidates' item encodings [N, ...] -> scores [N].
+        ``extras``: (candidate_source int64 [N], candidate_score float32 [N]) from retrieval."""
+        return self.score_many([(user_cat, user_cont, user_lists)], [(cat, cont, lists)], [extras])[0]
 
     def score_many(self, users: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                   candidates: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+                   candidates: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                   extras: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None) -> list[np.ndarray]:
         """Several requests at once: user b's encodings [1, ...] with its candidates [N_b, ...] ->
         one scores array [N_b] per request. With ``user_row`` this is ONE ONNX Runtime call: the
-        B user rows and all candidates go in together, each candidate pointing at its user's row."""
+        B user rows and all candidates go in together, each candidate pointing at its user's row.
+        ``extras`` (per request, optional): the candidates' source bitmask and item-to-item score,
+        fed to a ``dlrm.onnx`` that takes them (missing = 0: no source known, no score)."""
         counts = [int(c[0].shape[0]) for c in candidates]
+        extras = list(extras) if extras is not None else [None] * len(candidates)
         if not self.gathers_user:
-            return [self._score_broadcast(u, c) for u, c in zip(users, candidates)]
+            return [self._score_broadcast(u, c, e) for u, c, e in zip(users, candidates, extras)]
         if sum(counts) == 0:
             return [np.empty(0, dtype=np.float32) for _ in counts]
         feeds = unpack_encoded(*(np.concatenate([c[i] for c in candidates]) for i in range(3)), self.items)
         feeds.update(unpack_encoded(*(np.concatenate([u[i][:1] for u in users]) for i in range(3)), self.user))
         feeds[USER_ROW] = np.repeat(np.arange(len(users), dtype=np.int64), counts)
+        feeds.update(self._extra_feeds(extras, counts))
         scores = self.model.run(feeds)[0].reshape(-1).astype(np.float32, copy=False)
         return np.split(scores, np.cumsum(counts)[:-1])
 
-    def _score_broadcast(self, user: tuple[np.ndarray, ...], candidates: tuple[np.ndarray, ...]) -> np.ndarray:
+    def _extra_feeds(self, extras: Sequence[tuple[np.ndarray, np.ndarray] | None], counts: Sequence[int]) -> dict:
+        if not self.takes_candidate_features:
+            return {}
+        sources, scores = [], []
+        for extra, n in zip(extras, counts):
+            if extra is None:
+                sources.append(np.zeros(n, np.int64))
+                scores.append(np.zeros(n, np.float32))
+                continue
+            source, score = (np.asarray(x).reshape(-1) for x in extra)
+            if len(source) != n or len(score) != n:
+                raise InvalidInputError(
+                    f"candidate_source/candidate_score must have one entry per candidate ({n}); "
+                    f"got {len(source)} and {len(score)}"
+                )
+            sources.append(source.astype(np.int64, copy=False))
+            scores.append(score.astype(np.float32, copy=False))
+        return {CANDIDATE_SOURCE: np.concatenate(sources), CANDIDATE_SCORE: np.concatenate(scores)}
+
+    def _score_broadcast(self, user: tuple[np.ndarray, ...], candidates: tuple[np.ndarray, ...],
+                         extra: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """A ``dlrm.onnx`` without ``user_row``: the user row repeated for each candidate."""
         n = int(candidates[0].shape[0])
         if n == 0:
             return np.empty(0, dtype=np.float32)
         feeds = unpack_encoded(*candidates, self.items)
+        feeds.update(self._extra_feeds([extra], [n]))
         for name, value in unpack_encoded(*(u[:1] for u in user), self.user).items():
             feeds[name] = np.ascontiguousarray(np.broadcast_to(value, (n,) + value.shape[1:]))
         return self.model.run(feeds)[0].reshape(-1).astype(np.float32, copy=False)
@@ -487,3 +542,11 @@ class BusinessLogicStage:
     def apply(self, candidates: Candidates, *, top_k: int, seen: np.ndarray, exclude: np.ndarray,
               explore: float, seed: int | None) -> Selection:
         return select(candidates, top_k=top_k, seen=seen, exclude=exclude, explore=explore, seed=seed, rules=self.rules)
+
+
+def candidate_extras(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(candidate_source [N], candidate_score [N]) of one ranking request ([1, N] tensors), or None
+    when retrieval sent none (an ensemble from before multi-source retrieval)."""
+    if CANDIDATE_SOURCE not in inputs or CANDIDATE_SCORE not in inputs:
+        return None
+    return inputs[CANDIDATE_SOURCE].reshape(-1), inputs[CANDIDATE_SCORE].reshape(-1)

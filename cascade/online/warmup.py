@@ -60,6 +60,7 @@ def stage_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
             WarmupInput("query", "TYPE_FP32", (dim,)),
             WarmupInput("cold_start", "TYPE_BOOL", (1,)),
             WarmupInput("seen_items", "TYPE_INT64", (1,)),
+            WarmupInput("recent_items", "TYPE_INT64", (1,)),
         ],
         "item_features": [WarmupInput("candidate_rows", "TYPE_INT64", (n,))],
         "transform": [
@@ -74,6 +75,8 @@ def stage_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
             WarmupInput("rank_cat", "TYPE_INT64", (n, len(item.categorical))),
             WarmupInput("rank_cont", "TYPE_FP32", (n, len(item.continuous))),
             WarmupInput("rank_lists", "TYPE_INT64", (n, item.list_width)),
+            WarmupInput("candidate_source", "TYPE_INT64", (n,)),
+            WarmupInput("candidate_score", "TYPE_FP32", (n,)),
         ],
         "business_logic": [
             WarmupInput("candidate_item_ids", "TYPE_INT64", (n,)),

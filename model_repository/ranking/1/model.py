@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cascade.online.stages import RankingStage, load_workflow
+from cascade.online.stages import RankingStage, candidate_extras, load_workflow
 from cascade.online.triton import StageContext, StageModel
 
 
@@ -28,5 +28,6 @@ class TritonPythonModel(StageModel):
         scores = self.stage.score_many(
             [(i["user_cat"], i["user_cont"], i["user_lists"]) for i in batch],
             [(i["rank_cat"][0], i["rank_cont"][0], i["rank_lists"][0]) for i in batch],
+            [candidate_extras(i) for i in batch],
         )
         return [{"ranking_scores": s[np.newaxis]} for s in scores]

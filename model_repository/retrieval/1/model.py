@@ -1,4 +1,4 @@
-"""retrieval: FAISS search -> candidate catalog rows (see config.pbtxt)."""
+"""retrieval: FAISS search + item-to-item + popular -> candidate catalog rows with source and score (see config.pbtxt)."""
 
 import numpy as np
 
@@ -16,15 +16,21 @@ class TritonPythonModel(StageModel):
     def build(self, context: StageContext) -> None:
         manifest = ExportLayout.for_model(context.repository).manifest()
         rules = BusinessRules.load(context.export_path("business_rules"))  # the one drop_seen setting
-        self.stage = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen)
+        self.stage = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen,
+                                    candidates_dir=context.export_path("candidates"))
         self.retrieved = self.counter("cascade_candidates_retrieved_total", "Candidates returned by the retrieval stage")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = self.stage.retrieve(
+        merged = self.stage.retrieve_sources(
             inputs["query"],
             bool(inputs["cold_start"].reshape(-1)[0]),
             inputs["seen_items"],
             inputs.get("exclude_item_ids", EMPTY),
+            inputs.get("recent_items", EMPTY),
         )
-        self.retrieved.increment(len(rows))
-        return {"candidate_rows": rows.reshape(1, -1)}
+        self.retrieved.increment(len(merged.rows))
+        return {
+            "candidate_rows": merged.rows.reshape(1, -1),
+            "candidate_source": merged.source.reshape(1, -1),
+            "candidate_score": merged.item2item_score.reshape(1, -1),
+        }

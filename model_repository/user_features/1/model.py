@@ -57,5 +57,6 @@ class TritonPythonModel(StageModel):
                 "user_lists": user.lists,
                 "seen_items": user.seen_items.reshape(1, -1),
                 "cold_start": np.array([[user.cold_start]]),
+                "recent_items": user.recent_items.reshape(1, -1),  # raw ids, for item-to-item candidates
             })
         return results
