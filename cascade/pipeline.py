@@ -146,6 +146,9 @@ class OfflinePipeline:
         feats = dict(user_features)
         feats.update({k: v[rows] for k, v in self.item_features.items()})
         feats[USER_ROW] = user_row
+        # this duplicate path (issue 11 removes it) has ANN candidates only: no source, no item-to-item score
+        feats.setdefault("candidate_source", np.zeros(len(rows), np.int64))
+        feats.setdefault("candidate_score", np.zeros(len(rows), np.float32))
         scores = np.full((b, n), -np.inf, np.float32)
         if len(rows):
             scores[valid] = run_onnx(self.ranker, feats)

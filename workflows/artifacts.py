@@ -45,7 +45,7 @@ SUMMARY_FILE = "train.json"
 CODE_FILES = (
     "cascade/models", "workflows/training_data.py", "workflows/train_retrieval.py", "workflows/train_ranking.py",
     "workflows/onnx_export.py", "workflows/index.py", "workflows/artifacts.py", "preprocessing",
-    "workflows/candidates.py", "cascade/online/candidates.py",
+    "workflows/candidates.py", "cascade/online/candidates.py", "workflows/baselines.py",
 )
 
 

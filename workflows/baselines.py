@@ -517,7 +517,14 @@ class ALSRecommender:
 
 EASE_MAX_ITEMS = 20_000  # items x items dense: 20k items = 1.6 GB in float32; above it EASE is skipped
 EASE_FLOAT64_MAX_ITEMS = 8_000  # float64 up to here, float32 above (halves memory and time)
-EASE_LAMBDAS: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+EASE_LAMBDAS: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
+EASE_LAMBDAS_LARGE: tuple[float, ...] = (30.0, 300.0, 3000.0, 10000.0)  # above EASE_FLOAT64_MAX_ITEMS items
+                                                                       # (each fit is a dense inverse)
+
+
+def ease_lambdas(n_items: int) -> tuple[float, ...]:
+    """The lambda grid: 7 values (10 to 10^4, factor ~3) up to EASE_FLOAT64_MAX_ITEMS items, 4 above."""
+    return EASE_LAMBDAS if n_items <= EASE_FLOAT64_MAX_ITEMS else EASE_LAMBDAS_LARGE
 
 
 def binary_matrix(catalog: Catalog, train: pd.DataFrame) -> tuple["object", np.ndarray]:
@@ -632,7 +639,7 @@ class EASERecommender:
         cls,
         catalog: Catalog,
         train: pd.DataFrame,
-        lambdas: Sequence[float] = EASE_LAMBDAS,
+        lambdas: Sequence[float] | None = None,
         *,
         seed: int = 0,
         validation_fraction: float = 0.2,
@@ -642,12 +649,12 @@ class EASERecommender:
     ) -> "EASERecommender":
         """Pick ``lam`` on a validation split carved from ``train`` (each user's last
         ``ceil(validation_fraction x n)`` train interactions, as :meth:`ALSRecommender.tune_objectives`),
-        maximising ``objective``; then refit on all of ``train``."""
+        maximising ``objective`` (grid: :func:`ease_lambdas`); then refit on all of ``train``."""
         from tqdm.auto import tqdm
 
         from cascade.metrics import ranking_metrics
 
-        lambdas = [float(v) for v in lambdas]
+        lambdas = [float(v) for v in (ease_lambdas(len(catalog)) if lambdas is None else lambdas)]
         if not lambdas:
             raise InvalidInputError("the EASE lambda grid is empty; give at least one value")
         metric, _, k_text = objective.partition("@")
