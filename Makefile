@@ -38,8 +38,13 @@ test-unit: $(INSTALLED)
 test-integration: $(INSTALLED)
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
+# The self-contained benchmarks (each makes its own synthetic data; results in benchmarks/results/).
+# Serving benchmarks need a trained export: benchmarks/NOTES.md has their commands.
 bench: $(INSTALLED)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_datagen.py
+	$(BIN)/python benchmarks/bench_preprocessing.py --case demo
+	$(BIN)/python benchmarks/bench_feast.py
+	$(BIN)/python benchmarks/bench_index.py --items 100000
 
 # Regenerate the lock files from the current environments.
 lock:

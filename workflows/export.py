@@ -76,8 +76,10 @@ def export_repository(
     online_store: str = "sqlite",
     redis_connection: str | None = None,
     force: bool = False,
+    record_latest: bool = True,
 ) -> ExportResult:
-    """Build (or reuse) the export for ``data_dir`` at ``out_dir``."""
+    """Build (or reuse) the export for ``data_dir`` at ``out_dir``. ``record_latest``: make it the
+    export ``cascade serve`` picks by default (evaluation's own exports do not)."""
     from cascade.features.repo import generate_feature_repo
     from cascade.features.store import apply, materialize
     from cascade.workflows.artifacts import train_all
@@ -107,7 +109,8 @@ def export_repository(
     )
     if not force and is_fresh(out_dir, key):
         LOG.info("export %s is up to date", out_dir)
-        _record_latest(out_dir)
+        if record_latest:
+            _record_latest(out_dir)
         return ExportResult(out_dir, ExportLayout(out_dir).manifest(), reused=True)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +141,8 @@ def export_repository(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    _record_latest(out_dir)
+    if record_latest:
+        _record_latest(out_dir)
     return ExportResult(out_dir, manifest, reused=False)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from cascade.business.config import BusinessRules
 from cascade.business.rules import Candidates, Selection, select
 from cascade.errors import InvalidInputError, UnavailableError
+from cascade.ids import IdIndex
 from cascade.online.onnx import OnnxModel
 from cascade.online.tensors import (
     CatalogTensors,
@@ -92,12 +93,12 @@ def snapshot_dictionaries(feature_repo: Path, version: str, names: tuple[str, ..
 
         from cascade.features.repo import SNAPSHOT_DIR
         from cascade.features.schema import numpy_column
-        from cascade.features.snapshot import ITEMS_FILE, META_FILE
+        from cascade.features.snapshot import ITEMS_FILE, SNAPSHOT_META_FILE
 
         folder = Path(feature_repo) / SNAPSHOT_DIR / version
         if not (folder / ITEMS_FILE).is_file():
             raise UnavailableError(f"item snapshot {version} is not in {folder.parent} (pruned or not published)")
-        lists = tuple(json.loads((folder / META_FILE).read_text()).get("list_columns", []))
+        lists = tuple(json.loads((folder / SNAPSHOT_META_FILE).read_text()).get("list_columns", []))
         present = [n for n in names if n in pq.read_schema(folder / ITEMS_FILE).names]
         table = pq.read_table(folder / ITEMS_FILE, columns=present)
         columns = {n: numpy_column(table.column(n), n in lists) for n in present}
@@ -246,8 +247,7 @@ class RetrievalStage:
         self.popular_rows = np.argsort(-popularity, kind="stable").astype(np.int64)
         self.n_candidates = int(min(n_candidates, len(self.item_ids)))
         self.drop_seen = bool(drop_seen)
-        self._order = np.argsort(self.item_ids, kind="stable")
-        self._sorted = self.item_ids[self._order]
+        self._rows = IdIndex(self.item_ids)
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, 2 * self.n_candidates)
         neighbours = None
@@ -259,18 +259,8 @@ class RetrievalStage:
         self.sources = CandidateSources(max(self.n_candidates, 1), self.popular_rows, neighbours, mix)
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
-        """Catalog rows of the raw ids that are in the catalog (unknown ids dropped)."""
-        return self._rows(item_ids, keep_missing=False)
-
-    def _rows(self, item_ids: np.ndarray, keep_missing: bool) -> np.ndarray:
-        ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
-        if not len(ids) or not len(self._sorted):
-            return np.full(len(ids), -1, np.int64) if keep_missing else ids[:0]
-        pos = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
-        hit = self._sorted[pos] == ids
-        if keep_missing:
-            return np.where(hit, self._order[pos], -1)
-        return self._order[pos[hit]]
+        """Catalog rows of the known ids (unknown ids dropped)."""
+        return self._rows.known_rows(item_ids)
 
     def retrieve(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray,
                  recent: np.ndarray | None = None) -> np.ndarray:
@@ -283,7 +273,7 @@ class RetrievalStage:
         item-to-item score per candidate. ``recent``: the user's recent raw item ids, most recent first."""
         seen = np.asarray(seen, np.int64).reshape(-1) if self.drop_seen else np.empty(0, np.int64)
         drop = self.rows_of(np.concatenate([seen, np.asarray(exclude, np.int64).reshape(-1)]))
-        recent_rows = self._rows(np.empty(0, np.int64) if recent is None else recent, keep_missing=True)
+        recent_rows = self._rows.rows(np.empty(0, np.int64) if recent is None else np.asarray(recent).reshape(-1))
         if cold_start or self.n_candidates == 0:
             return self.sources.merge(np.empty(0, np.int64), recent_rows, drop, cold_start=True)
         k = self.sources.ann_wanted(len(drop))

@@ -54,7 +54,8 @@ def stage_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
         WarmupInput("user_lists", "TYPE_INT64", (user.list_width,)),
     ]
     return {
-        "user_features": [WarmupInput("user_id", "TYPE_INT64", (1,)), WarmupInput("top_k", "TYPE_INT32", (1,), top_k)],
+        "user_features": [WarmupInput("user_id", "TYPE_INT64", (1,)), WarmupInput("top_k", "TYPE_INT32", (1,), top_k),
+                          WarmupInput("explore", "TYPE_FP32", (1,))],
         "query_tower": user_inputs,
         "retrieval": [
             WarmupInput("query", "TYPE_FP32", (dim,)),

@@ -38,7 +38,7 @@ def _tensor(name, array, dtype):
     return t
 
 
-def _raw_request(raw, user_id=None, top_k=None, exclude=None, explore=None, *, dtypes=None):
+def _raw_request(raw, user_id=None, top_k=None, exclude=None, explore=None, seed=None, *, dtypes=None):
     dtypes = dtypes or {}
     inputs = []
     if user_id is not None:
@@ -50,6 +50,8 @@ def _raw_request(raw, user_id=None, top_k=None, exclude=None, explore=None, *, d
         inputs.append(_tensor("exclude_item_ids", np.asarray(exclude, dtype=np.int64), "INT64"))
     if explore is not None:
         inputs.append(_tensor("explore", np.asarray([explore], dtype=np.float32), "FP32"))
+    if seed is not None:
+        inputs.append(_tensor("seed", np.asarray([seed], dtype=np.int64), "INT64"))
     return raw.infer("recommend", inputs)
 
 
@@ -134,12 +136,16 @@ def test_unknown_user_gets_popular_items_flagged_degraded(client, recommend_serv
         (dict(user_id=None, top_k=10, exclude=[], explore=0.0), "user_id"),
         (dict(user_id=[1], top_k=10, exclude=[], explore=None), "explore"),
         (dict(user_id=[1], top_k=10, exclude=[], explore=0.0, dtypes={"user_id": np.int32}), "user_id"),
+        (dict(user_id=[1], top_k=10, exclude=[], explore=11.0), "explore"),
+        (dict(user_id=[1], top_k=10, exclude=[], explore=1.0, seed=-7), "seed"),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_the_server_stays_ready(raw, recommend_server, kwargs, message):
     with pytest.raises(InferenceServerException) as info:
         _raw_request(raw, **kwargs)
     assert message in str(info.value)
+    if message in ("explore", "seed"):  # validated by the entry stage, before any lookup or model runs
+        assert "user_features:" in str(info.value)
     assert raw.is_server_ready()
     ok = _raw_request(raw, [recommend_server.known_user_ids[0]], 5, [], 0.0)
     assert ok.as_numpy("item_ids").shape == (5,)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from cascade.business.config import BusinessRules
 from cascade.errors import CascadeError
 from cascade.online.export_layout import ExportLayout
 from cascade.online.request import MAX_TOP_K, RecommendRequest, parse_request
@@ -15,6 +16,7 @@ class TritonPythonModel(StageModel):
     def build(self, context: StageContext) -> None:
         manifest = ExportLayout.for_model(context.repository).manifest()
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
+        self.max_explore = BusinessRules.load(context.export_path("rules")).max_explore_temperature
         workflow = load_workflow(context.export_path("workflow"))
         self.stage = UserFeatureStage(context.export_path("feature_repo"), workflow,
                                       reader=context.parameter("feast_reader", "online_read"))
@@ -35,7 +37,7 @@ class TritonPythonModel(StageModel):
         parsed: list[RecommendRequest | CascadeError] = []
         for inputs in batch:
             try:
-                parsed.append(parse_request(inputs, self.max_top_k))
+                parsed.append(parse_request(inputs, self.max_top_k, self.max_explore))
             except CascadeError as error:
                 parsed.append(error)
         valid = [p for p in parsed if not isinstance(p, CascadeError)]
