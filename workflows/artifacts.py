@@ -185,7 +185,12 @@ def run_ranking(layout: ArtifactLayout, data: Any, two_tower: Any, config: Train
     from cascade.workflows.train_ranking import save_ranking, train_dlrm
 
     neighbours = run_candidates(layout, data, config)
-    result = train_dlrm(data, two_tower, config.ranking, neighbours=neighbours, mix=config.candidates.mix())
+    result = train_dlrm(data, two_tower, config.ranking, neighbours=neighbours, mix=config.candidates.mix(),
+                        tune_mix=config.candidates.tune_share)
+    if result.mix is not None:  # serving merges with the mix the ranker was trained on
+        neighbours.meta["mix"] = result.mix.to_dict()
+        neighbours.meta["mix_tuning"] = result.mix_table
+        neighbours.save(layout.candidates)
     meta = save_ranking(result, config.ranking, layout.ranking)
     meta["training"]["candidates"] = {k: neighbours.meta.get(k) for k in ("method", "lambda", "top_m", "seconds")}
     return meta

@@ -36,6 +36,7 @@ class CandidatesConfig:
     top_m: int = 100                 # neighbours kept per item
     method: str = "auto"             # "auto" (EASE^R up to EASE_MAX_ITEMS items, else cosine), "ease", "cosine"
     item2item_share: float = 0.5     # share of the retrieval candidates from item-to-item neighbours
+    tune_share: bool = True          # pick item2item_share in ITEM2ITEM_SHARES by validation candidate recall
     popular_share: float = 0.1       # share of popular items for users with short histories
     short_history: int = 5           # "short" = fewer recent items than this
     seed: int = 0
@@ -204,3 +205,29 @@ def interactions_of(user_ids: np.ndarray, item_rows: np.ndarray, timestamps: np.
     """A (user_id, item_id, timestamp) frame from training examples (catalog rows -> raw ids)."""
     return pd.DataFrame({"user_id": np.asarray(user_ids, np.int64), "item_id": np.asarray(item_ids)[item_rows],
                          "timestamp": np.asarray(timestamps, np.int64)})
+
+
+ITEM2ITEM_SHARES: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
+
+
+def tune_item2item_share(
+    ann: np.ndarray, recent_rows: np.ndarray, positives: np.ndarray, popularity: np.ndarray,
+    neighbours: ItemNeighbours | None, mix, n_candidates: int, shares: tuple[float, ...] = ITEM2ITEM_SHARES,
+) -> tuple[object, list[dict[str, float]]]:
+    """The item-to-item share with the best candidate recall on validation queries carved from
+    train (``positives`` [Q] catalog rows; ``ann``/``recent_rows`` as in :func:`merged_candidate_lists`).
+    Ties go to the earlier share. Returns (the mix with that share, the per-share recalls)."""
+    from dataclasses import replace
+
+    if neighbours is None or not len(positives):
+        return mix, []
+    table = []
+    best, best_recall = mix, -1.0
+    for share in shares:
+        candidate = replace(mix, item2item=float(share), popular=min(mix.popular, 1.0 - float(share)))
+        lists = merged_candidate_lists(ann, recent_rows, popularity, neighbours, candidate, n_candidates)
+        recall = float((lists.rows == np.asarray(positives)[:, None]).any(axis=1).mean())
+        table.append({"item2item_share": float(share), f"val_candidate_recall@{n_candidates}": round(recall, 4)})
+        if recall > best_recall:
+            best, best_recall = candidate, recall
+    return best, table

@@ -85,6 +85,8 @@ class RankingResult:
     best_ndcg: float = float("nan")
     retrieval_ndcg: float = float("nan")
     candidate_recall: float = float("nan")  # validation: share of positives inside the merged candidates
+    mix: Any = None  # the SourceMix the candidates were merged with (item-to-item share tuned on validation)
+    mix_table: list[dict[str, float]] = field(default_factory=list)
 
 
 class SeenSet:
@@ -335,14 +337,15 @@ def _listwise_epoch(
 
 
 def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None,
-               neighbours: Any | None = None, mix: Any | None = None) -> RankingResult:
+               neighbours: Any | None = None, mix: Any | None = None, tune_mix: bool = True) -> RankingResult:
     """``neighbours``/``mix``: the item-to-item artifact and source shares serving merges with
     (:mod:`cascade.online.candidates`); the ranker is trained and validated on those merged
-    candidates (ANN only when ``neighbours`` is None)."""
+    candidates (ANN only when ``neighbours`` is None). ``tune_mix``: first pick the item-to-item
+    share with the best candidate recall on the validation rows (``RankingResult.mix``)."""
     import torch
 
     from cascade.models.dlrm import DLRM, candidate_specs
-    from cascade.workflows.candidates import merged_candidate_lists
+    from cascade.workflows.candidates import merged_candidate_lists, tune_item2item_share
 
     config = config or RankingTrainConfig()
     if config.loss not in ("listwise", "pointwise"):
@@ -369,6 +372,19 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
         np.concatenate([data.train.item_rows, data.val.item_rows] + ([data.rank.item_rows] if data.rank is not None else [])),
         len(catalog.item_ids),
     )
+    val = data.val
+    if len(val) > config.eval_examples:
+        val = val.subset(np.sort(rng.choice(len(val), config.eval_examples, replace=False)))
+    val_q = embed(two_tower.query, val.features)
+    mix_table: list[dict[str, float]] = []
+    if neighbours is not None and mix is not None and tune_mix:
+        # the item-to-item share of the candidates: best candidate recall on validation (carved from train)
+        recent = history_rows(catalog, val.history)
+        mix, mix_table = tune_item2item_share(
+            top_candidates(val_q, v, recent, config.n_candidates), recent, val.item_rows, catalog.popularity,
+            neighbours, mix, config.n_candidates,
+        )
+
     def merged(query: np.ndarray, history: np.ndarray, n: int) -> Any:
         recent = history_rows(catalog, history)
         return merged_candidate_lists(top_candidates(query, v, recent, n), recent, catalog.popularity, neighbours,
@@ -385,10 +401,6 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
         q = embed(two_tower.query, positives.features)
         cands = top_candidates(q, v, history_rows(catalog, positives.history), config.hard_pool)
         n_positives = len(positives)
-    val = data.val
-    if len(val) > config.eval_examples:
-        val = val.subset(np.sort(rng.choice(len(val), config.eval_examples, replace=False)))
-    val_q = embed(two_tower.query, val.features)
     val_lists = merged(val_q, val.history, config.n_candidates)
     val_candidates = val_lists.rows
     k = config.eval_k
@@ -427,7 +439,7 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
     model.eval()
     return RankingResult(model, history, best_epoch, best_recall, retrieval_recall, time.perf_counter() - started,
                          n_positives, n_rows, best_ndcg=best, retrieval_ndcg=retrieval_ndcg,
-                         candidate_recall=candidate_recall)
+                         candidate_recall=candidate_recall, mix=mix, mix_table=mix_table)
 
 
 def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Path) -> dict[str, Any]:
@@ -457,6 +469,8 @@ def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Pat
             f"val_ndcg@{config.eval_k}": result.best_ndcg,
             f"val_retrieval_ndcg@{config.eval_k}": result.retrieval_ndcg,
             f"val_candidate_recall@{config.n_candidates}": result.candidate_recall,
+            "candidate_mix": result.mix.to_dict() if result.mix is not None else None,
+            "candidate_mix_tuning": result.mix_table,
             "seconds": round(result.seconds, 1), "n_positives": result.n_positives, "n_rows_per_epoch": result.n_rows,
         },
     }
