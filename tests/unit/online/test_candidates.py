@@ -115,3 +115,28 @@ def test_built_neighbours_stay_in_the_cluster_and_round_trip(tmp_path: Path, met
     assert np.array_equal(loaded.rows, built.rows) and loaded.meta["method"] == method
     with pytest.raises(NotFoundError, match="cascade train"):
         ItemNeighbours.load(tmp_path / "nothing")
+
+
+def test_offline_lists_equal_the_online_merge_and_lookup_finds_pairs() -> None:
+    """Training builds its candidate lists with the same CandidateSources as the retrieval stage."""
+    from cascade.workflows.candidates import merged_candidate_lists, tune_item2item_share
+
+    popularity = np.array([1.0, 5.0, 3.0, 0.0, 2.0, 4.0])
+    ann = np.array([[2, 4, -1, -1], [5, 3, 2, 4]])
+    recent = np.array([[0, 1, -1], [-1, -1, -1]])
+    mix = SourceMix(item2item=0.5, popular=0.25, short_history=3)
+    lists = merged_candidate_lists(ann, recent, popularity, neighbours_fixture(), mix, 4)
+    online = CandidateSources(4, np.argsort(-popularity, kind="stable"), neighbours_fixture(), mix)
+    for i in range(2):
+        expected = online.merge(ann[i], recent[i], drop=recent[i][recent[i] >= 0])
+        m = len(expected.rows)
+        assert lists.rows[i, :m].tolist() == expected.rows.tolist() and (lists.rows[i, m:] == -1).all()
+        assert lists.source[i, :m].tolist() == expected.source.tolist()
+        src, score = lists.lookup(np.full(m, i), expected.rows)
+        assert src.tolist() == expected.source.tolist() and np.allclose(score, expected.item2item_score)
+    src, score = lists.lookup(np.array([0, 1]), np.array([0, -1]))  # not in the list / padding
+    assert src.tolist() == [0, 0] and score.tolist() == [0.0, 0.0]
+    best, table = tune_item2item_share(ann, recent, np.array([3, 5]), popularity, neighbours_fixture(), mix, 4,
+                                       shares=(0.0, 0.5))
+    assert [row["item2item_share"] for row in table] == [0.0, 0.5]
+    assert best.item2item == max(table, key=lambda r: r["val_candidate_recall@4"])["item2item_share"]
