@@ -519,20 +519,38 @@ def ease_gram(matrix: "object") -> np.ndarray:
 
 def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
     """EASE^R item weights (Steck 2019): ``P = (G + lam I)^-1``, ``B = I - P diag(1/diag P)``, i.e.
-    ``B_ij = -P_ij / P_jj`` off the diagonal and 0 on it. Cholesky inverse (G + lam I is SPD)."""
-    import scipy.linalg
+    ``B_ij = -P_ij / P_jj`` off the diagonal and 0 on it. Inverse from the Cholesky factor
+    (LAPACK potrf + potri; G + lam I is symmetric positive definite), about n^3 flops."""
+    from scipy.linalg import lapack
 
     if not lam > 0:
         raise InvalidInputError(f"EASE lambda must be > 0; got {lam}")
-    p = np.array(gram, copy=True)
+    p = np.array(gram, copy=True, order="F")
     p[np.diag_indices_from(p)] += lam
-    factor, lower = scipy.linalg.cho_factor(p, lower=True, overwrite_a=True, check_finite=False)
-    p = scipy.linalg.cho_solve((factor, lower), np.eye(len(p), dtype=p.dtype), overwrite_b=True, check_finite=False)
-    del factor
+    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (p,))
+    factor, info = potrf(p, lower=True, overwrite_a=True, clean=False)  # G + lam I = L L^T
+    if info != 0:
+        raise InvalidInputError(f"EASE: X^T X + {lam} I is not positive definite (LAPACK potrf info {info})")
+    p, info = potri(factor, lower=True, overwrite_c=True)  # (L L^T)^-1, lower triangle only: half the work of a solve
+    if info != 0:
+        raise InvalidInputError(f"EASE: inverting X^T X + {lam} I failed (LAPACK potri info {info})")
+    _mirror_lower(p)
     diag = np.diag(p).copy()
     p /= -diag[None, :]
     p[np.diag_indices_from(p)] = 0.0
     return p.astype(np.float32, copy=False)
+
+
+def _mirror_lower(p: np.ndarray, block: int = 1024) -> None:
+    """Copy the lower triangle of square ``p`` onto its upper triangle, in place, block by block
+    (no index arrays of n^2 entries)."""
+    n = p.shape[0]
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        p[lo:hi, hi:] = p[hi:, lo:hi].T
+        diag = p[lo:hi, lo:hi]
+        upper = np.triu_indices(hi - lo, 1)
+        diag[upper] = diag.T[upper]
 
 
 class EASERecommender:
