@@ -8,6 +8,7 @@ serves ``tests/fixtures/echo_repository``. Other conftest files build on ``trito
 from __future__ import annotations
 
 from collections.abc import Iterator
+import os
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,9 @@ ECHO_REPOSITORY = FIXTURES / "echo_repository"
 
 @pytest.fixture(scope="session")
 def triton_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServerFactory]:
-    factory = TritonServerFactory(log_dir=tmp_path_factory.mktemp("triton-logs"))
+    # a shared, loaded box can need more than the default 120 s to load and warm every stage
+    ready = float(os.environ.get("CASCADE_TEST_READY_TIMEOUT_S", "120"))
+    factory = TritonServerFactory(log_dir=tmp_path_factory.mktemp("triton-logs"), ready_timeout_s=ready)
     try:
         yield factory
     finally:
