@@ -72,7 +72,12 @@ def test_known_users_get_unique_unseen_items_in_score_order(client, recommend_se
         assert len(answer.item_ids) == 10
         assert len(set(answer.item_ids)) == 10
         assert not set(answer.item_ids) & recommend_server.seen[user]
-        assert answer.scores == sorted(answer.scores, reverse=True)
+        # score order, except items the category cap (3 per category in the top 5) held back: they
+        # follow after the window, so a score can only rise at a held-back item of a full category
+        top5 = Counter(recommend_server.categories[i] for i in answer.item_ids[:5])
+        for i in range(1, len(answer.scores)):
+            if answer.scores[i] > answer.scores[i - 1]:
+                assert i >= 5 and top5[recommend_server.categories[answer.item_ids[i]]] == 3, (user, answer)
         assert answer.degraded is False
         assert answer.model_version
 
