@@ -83,6 +83,12 @@ class StageContext:
         return Path(root) if root else ExportLayout.for_model(self.repository).root
 
     @property
+    def export_layout(self):  # -> cascade.online.export_layout.ExportLayout
+        from cascade.online.export_layout import ExportLayout
+
+        return ExportLayout(self.export_root)
+
+    @property
     def bundle_id(self) -> str:
         return self.parameters.get(BUNDLE_PARAMETER, "")
 

@@ -12,37 +12,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from cascade.bundles.manifest import load_manifest, write_manifest
-from cascade.bundles.tagging import BUNDLE_INPUT_PREFIX, fingerprint
+from benchmarks.swap import ClosedLoop, broken_bundles
+from cascade.bundles.manifest import load_manifest
 from cascade.errors import BundleVerificationError, RolloutError
 from cascade.serving.ports import free_ports
 from cascade.serving.server import TritonServer
 
 pytestmark = pytest.mark.integration
-
-
-def rebrand(source: Path, target: Path, bundle_id: str) -> Path:
-    """A copy of export ``source`` that is bundle ``bundle_id`` (ids in configs, warm-up tags,
-    export.json and a fresh manifest), for building deliberately broken bundles."""
-    shutil.copytree(source, target)
-    old = load_manifest(source)
-    for config in (target / "model_repository").glob("*/config.pbtxt"):
-        config.write_text(config.read_text().replace(old.bundle_id, bundle_id))
-    for tag in (target / "model_repository").glob(f"*/warmup/{BUNDLE_INPUT_PREFIX}*"):
-        np.array([fingerprint(bundle_id)], dtype=np.int64).tofile(tag)
-    meta = json.loads((target / "export.json").read_text())
-    (target / "export.json").write_text(json.dumps({**meta, "version": bundle_id}, indent=2))
-    write_manifest(target, bundle_id, old.code_version)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +34,7 @@ def bundles(tiny_export: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
     data, export_a = tiny_export
     root = tmp_path_factory.mktemp("bundles")
     export_b = export_repository(data, root / "b", artifacts_dir=export_a / "artifacts", n_candidates=120).root
-    broken_onnx = rebrand(export_b, root / "broken-onnx", "tiny-broken-onnx")
-    (broken_onnx / "artifacts/ranking/dlrm.onnx").write_bytes(b"not an onnx model")
-    write_manifest(broken_onnx, "tiny-broken-onnx", load_manifest(export_b).code_version)
-    broken_py = rebrand(export_b, root / "broken-py", "tiny-broken-py")
-    model_py = broken_py / "model_repository/transform/1/model.py"
-    model_py.write_text("raise RuntimeError('broken on purpose')\n" + model_py.read_text())
-    write_manifest(broken_py, "tiny-broken-py", load_manifest(export_b).code_version)
-    tampered = rebrand(export_b, root / "tampered", "tiny-tampered")
-    (tampered / "artifacts/index/item_ids.npy").write_bytes(b"changed after export")
-    return {"A": export_a, "B": export_b, "broken_onnx": broken_onnx, "broken_py": broken_py, "tampered": tampered}
+    return {"A": export_a, "B": export_b, **broken_bundles(export_b, root)}
 
 
 @pytest.fixture(scope="module")
@@ -83,41 +56,6 @@ def bundle_server(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFac
         server.stop()
 
 
-@dataclass
-class Load:
-    """Closed-loop clients on `recommend`: every answer's model_version and every failure."""
-
-    url: str
-    clients: int = 4
-    versions: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> "Load":
-        self._threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(self.clients)]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def _loop(self, seed: int) -> None:
-        from cascade.client import RecommendClient
-        from cascade.errors import CascadeError
-
-        rng = np.random.default_rng(seed)
-        with RecommendClient(self.url, timeout_s=30) as client:
-            while not self._stop.is_set():
-                try:
-                    answer = client.recommend(int(rng.integers(0, 400)), k=10)
-                    self.versions.append(answer.model_version.split("+", 1)[0])
-                except CascadeError as error:
-                    self.failures.append(error.message)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
-
-
 def _ids(bundles: dict[str, Path]) -> dict[str, str]:
     return {name: load_manifest(path).bundle_id for name, path in bundles.items()}
 
@@ -129,7 +67,7 @@ def test_rollouts_rollback_and_broken_bundles_under_load(bundle_server: TritonSe
     url, ids, lock_dir = bundle_server.grpc_url, _ids(bundles), bundle_server.log_file.parent
     client = connect(url)
     assert read_state(client).live == ids["A"]
-    with Load(url) as load:
+    with ClosedLoop(url) as load:
         time.sleep(1.0)
         result = rollout(bundles["B"], url, grace_s=0.0, lock_dir=lock_dir)
         assert (result.bundle_id, result.previous, result.reused) == (ids["B"], ids["A"], False)
@@ -155,6 +93,7 @@ def test_rollouts_rollback_and_broken_bundles_under_load(bundle_server: TritonSe
     assert set(state.bundles) == {ids["A"], ids["B"]}  # broken bundles were unloaded again
     repository = state.repository
     assert repository is not None and not any("broken" in p.name for p in repository.iterdir())
+    assert not any("mixed bundles refused" in f for f in load.failures)
 
 
 def test_a_mixed_ensemble_is_refused_by_the_stage(bundle_server: TritonServer, bundles: dict[str, Path]) -> None:
