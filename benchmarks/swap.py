@@ -235,7 +235,7 @@ def run(workdir: Path, clients: int, rollouts: int, cycles: int, steady_s: float
             "live_after_broken": live_after, "live_expected": ids["A"] if rollouts % 2 == 0 else ids["B"],
         })
         result["under_swaps"]["ratio_p99_swaps_vs_steady"] = (
-            result["under_swaps"]["latency_ms_during_swaps"]["p99"] / result["steady"]["latency_ms"]["p99"]
+            result["under_swaps"]["latency_ms_during_swaps"]["p99_ms"] / result["steady"]["latency_ms"]["p99_ms"]
             if ok_lat_swap else None)
 
         rss = [server_rss_mb(server.pid)]

@@ -60,12 +60,17 @@ def rollback(
 def bundles(
     url: Annotated[str, typer.Option("--url", help=URL_HELP)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Print only the live bundle id (empty line: none).")] = False,
+    held: Annotated[bool, typer.Option("--held", help="Print only the loaded bundle ids, space-separated.")] = False,
 ) -> None:
     """Which bundles the server holds, which one is live, since when, and the previous one."""
     from cascade.bundles.state import connect, read_state
 
     with cli_errors():
         state = read_state(connect(url))
+    if live or held:
+        typer.echo(state.live or "" if live else " ".join(sorted(state.bundles)))
+        return
     if as_json:
         typer.echo(json.dumps(state.to_dict(), indent=2))
         return
@@ -74,3 +79,49 @@ def bundles(
         role = "live" if bundle == state.live else "previous" if bundle == state.previous else "loaded"
         ready = sum(s == "READY" for s in info.models.values())
         console.print(f"  {bundle}  {role:8s} {ready}/{len(info.models)} models ready  {info.export_root}")
+
+
+def release(
+    data: Annotated[Optional[Path], typer.Option("--data", help="Dataset folder: export it (and evaluate on its test split).")] = None,
+    export: Annotated[Optional[Path], typer.Option("--export", help="An existing export to release instead (needs --data for the gate).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Export folder for --data (default build/release/export).")] = None,
+    champion: Annotated[Optional[str], typer.Option("--champion", help="Publish location of the champion (file:///DIR or s3://BUCKET/PREFIX); its LATEST bundle's evaluation.json is the bar.")] = None,
+    publish: Annotated[Optional[str], typer.Option("--publish", help="Where to publish when the gate passes (file:///DIR or s3://BUCKET/PREFIX); LATEST written last.")] = None,
+    ndcg_tolerance: Annotated[float, typer.Option("--ndcg-tolerance", help="Allowed relative drop of NDCG@10 vs the champion.")] = 0.02,
+    recall_tolerance: Annotated[float, typer.Option("--recall-tolerance", help="Allowed relative drop of recall@100 vs the champion.")] = 0.02,
+    max_users: Annotated[Optional[int], typer.Option("--max-users", help="Evaluate a seeded sample of this many test users.")] = None,
+    server_check: Annotated[bool, typer.Option("--server-check/--no-server-check", help="Start a tritonserver on the export and run the contract suite.")] = True,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the release report (JSON) here.")] = None,
+) -> None:
+    """Export -> validate (configs, manifest, a real tritonserver) -> quality gate vs the champion -> publish."""
+    from cascade.bundles.release import release as run
+
+    with cli_errors():
+        result = run(data=data, export=export, out=out, champion=champion, publish_url=publish,
+                     tolerances={"ndcg@10": ndcg_tolerance, "recall@100": recall_tolerance},
+                     max_users=max_users, server_check=server_check)
+    text = json.dumps(result.to_dict(), indent=2, default=str)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(text)
+    typer.echo(text)
+    for metric, delta in result.gate.deltas.items():
+        console.print(f"{metric}: {delta['candidate']:.4f} vs champion {delta['champion']:.4f} ({delta['rel']:+.1%})")
+    if not result.gate.passed:
+        console.print(f"[red]{result.gate.reason}; nothing published[/red]")
+        raise typer.Exit(1)
+    console.print(f"bundle [bold]{result.bundle_id}[/bold]: {result.gate.reason}; "
+                  + (f"published to {result.published}" if result.published else "not published (no --publish)"))
+
+
+def verify(
+    export: Annotated[Path, typer.Argument(help="Export (bundle) folder.")],
+    public_key: Annotated[Optional[Path], typer.Option("--public-key", help="Also verify manifest.sig with this ed25519 public key.")] = None,
+) -> None:
+    """Check a bundle before it is used: manifest sha256 of every file, code version, signature."""
+    from cascade.bundles.manifest import verify_bundle
+
+    with cli_errors():
+        manifest = verify_bundle(export, public_key=public_key)
+    console.print(f"bundle [bold]{manifest.bundle_id}[/bold]: {len(manifest.files)} files verified "
+                  f"(cascade {manifest.code_version})")

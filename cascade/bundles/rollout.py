@@ -81,7 +81,8 @@ def rollout(
             result.already_live = True
             return result
         live = state.live or "none"
-        result.reused = state.loaded(bundle)
+        held = state.bundles.get(bundle)  # reuse only a complete, ready set (a killed rollout may leave less)
+        result.reused = held is not None and held.ready and set(models.stage_names + [models.pinned_name]) <= set(held.models)
         phase = "load"
         try:
             mark = time.monotonic()
