@@ -16,6 +16,7 @@ from cascade.workflows.export_cli import export
 from cascade.workflows.demo import demo
 from cascade.client_cli import recommend
 from cascade.loadtest_cli import loadtest
+from cascade.bundles.signing_cli import keys_app, sign, verify
 
 app = typer.Typer(
     name="cascade",
@@ -33,6 +34,9 @@ app.command("serve")(serve)
 app.command("recommend")(recommend)
 app.command("demo")(demo)
 app.command("loadtest")(loadtest)
+app.add_typer(keys_app, name="keys", help="Ed25519 keys that sign exports.")
+app.command("sign")(sign)
+app.command("verify")(verify)
 
 
 if __name__ == "__main__":  # pragma: no cover

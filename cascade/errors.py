@@ -36,6 +36,10 @@ class SchemaError(InvalidInputError):
     """A column is missing or has the wrong dtype for a schema or workflow."""
 
 
+class BundleVerificationError(InvalidInputError):
+    """An export is unsigned, its signature does not match, or its files differ from manifest.json."""
+
+
 class NotFoundError(CascadeError):
     """An artifact, model repository, dataset or entity does not exist."""
 

@@ -98,6 +98,7 @@ def serve(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 120.0,
 ) -> None:
     """Serve a model repository with the bundled tritonserver until Ctrl-C or SIGTERM."""
+    from cascade.serving.admin import ADMIN_KEY_ENV, admin_key_from_env
     from cascade.serving.server import TritonServer, TritonServerConfig
 
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -118,6 +119,7 @@ def serve(
             log_verbose=log_verbose,
             log_file=log_file,
             extra_args=list(extra_arg or []),
+            admin_key=admin_key_from_env(),  # restricts the admin-class APIs when set
         )
         server = TritonServer(config)
         server.start()
@@ -129,7 +131,8 @@ def serve(
             f"  gRPC     {server.grpc_url}\n"
             f"  metrics  {server.metrics_url}\n"
             f"  log      {server.log_file}\n"
-            "Press Ctrl-C to stop."
+            + (f"  admin APIs need the admin-key header (${ADMIN_KEY_ENV})\n" if config.admin_key else "")
+            + "Press Ctrl-C to stop."
         )
         while (code := server.poll()) is None:
             time.sleep(POLL_INTERVAL_S)
