@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -707,17 +706,4 @@ def test_admin_key_reaches_triton_from_a_file_not_the_environment(overlay: str, 
 
 
 # ---------------------------------------------------------------- image
-
-
-def test_dockerfile() -> None:
-    text = (K8S / "image" / "Dockerfile").read_text()
-    instructions = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
-    assert [ln for ln in instructions if ln.startswith("FROM ")] == ["FROM nvcr.io/nvidia/tritonserver:24.10-py3"]
-    users = [ln.split()[1] for ln in instructions if ln.startswith("USER ")]
-    assert users and users[-1].split(":")[0] not in ("0", "root")
-    assert '".[gpu,redis]"' in text and "constraints.txt" in text
-    assert "--model-repository=/export/model_repository" in text
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert any(req.replace(" ", "").startswith("redis>=") for req in extras["redis"])
-    ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {".venv", ".git", "build"} <= set(ignored)
+# The Dockerfile and its lock: tests/unit/k8s/test_image.py.
