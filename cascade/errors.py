@@ -36,10 +36,6 @@ class SchemaError(InvalidInputError):
     """A column is missing or has the wrong dtype for a schema or workflow."""
 
 
-class BundleVerificationError(InvalidInputError):
-    """An export is unsigned, its signature does not match, or its files differ from manifest.json."""
-
-
 class NotFoundError(CascadeError):
     """An artifact, model repository, dataset or entity does not exist."""
 
@@ -56,6 +52,21 @@ class UnavailableError(CascadeError):
 
 class ServerStartError(UnavailableError):
     """tritonserver did not become ready; the message carries the tail of its log."""
+
+
+class BundleVerificationError(InvalidInputError):
+    """A bundle (export) fails verification: manifest, sha256 of a file, signature or code version."""
+
+
+class BundleMismatchError(CascadeError):
+    """A stage received tensors produced by another bundle's stage (a mixed answer, refused)."""
+
+
+class RolloutError(CascadeError):
+    """A rollout or rollback could not complete; live traffic stays on the bundle named in the message."""
+
+    grpc_code = "UNAVAILABLE"
+    http_status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
 def triton_code_name(error: BaseException) -> str:

@@ -1,143 +1,156 @@
-"""The bundle manifest ``EXPORT/manifest.json`` (format 1, docs/DESIGN.md "Round 3 contracts").
+"""The bundle manifest ``EXPORT/manifest.json`` (docs/DESIGN.md, "Round 3 contracts"):
+sha256 of every file of an export, written last by ``cascade export``, verified before a bundle
+is loaded (``cascade rollout``), published (``cascade release``) or activated (the k8s sidecar).
 
-``{"format_version": 1, "bundle_id", "code_version", "created_at", "files": {relpath: sha256}}``
-over every file of the export except ``manifest.json`` and ``manifest.sig``; keys sorted, JSON
-written with ``sort_keys=True, indent=2``. The signature (:mod:`cascade.bundles.signing`) covers
-the exact bytes of this file, so the digests bind every file of the export to the signature.
+Deployment-local state is hashed at export but not verified afterwards (:data:`MUTABLE`): the
+SQLite online store (Feast writes it), the item snapshots (the materialization CronJob publishes
+new ones) and ``feature_store.yaml`` (the sidecar swaps in the cluster's Redis settings).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
 
-from cascade.errors import BundleVerificationError, NotFoundError
+from pydantic import BaseModel, Field
 
-MANIFEST_NAME = "manifest.json"
-SIGNATURE_NAME = "manifest.sig"
+from cascade.errors import BundleVerificationError
+
+MANIFEST_FILE = "manifest.json"
+SIGNATURE_FILE = "manifest.sig"
 FORMAT_VERSION = 1
-_EXCLUDED = frozenset({MANIFEST_NAME, SIGNATURE_NAME})
-_CHUNK = 1 << 20
+NOT_LISTED = frozenset({MANIFEST_FILE, SIGNATURE_FILE})
+MUTABLE = ("feature_repo/data/online.db", "feature_repo/item_snapshot/", "feature_repo/feature_store.yaml")
+IGNORED_PARTS = frozenset({"__pycache__"})
+IGNORED_SUFFIXES = (".pyc",)
 
 
-def sha256_file(path: Path) -> str:
+class BundleManifest(BaseModel):
+    format_version: int = FORMAT_VERSION
+    bundle_id: str
+    code_version: str
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    files: dict[str, str]
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(), sort_keys=True, indent=2) + "\n"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
+        while block := handle.read(chunk):
+            digest.update(block)
     return digest.hexdigest()
 
 
-def export_files(export_dir: Path) -> dict[str, Path]:
-    """Every regular file under ``export_dir`` by POSIX relative path (manifest files excluded).
-
-    Symbolic links are followed only when they stay inside the export; one pointing outside is
-    refused, since the digest would then vouch for a file the bundle does not contain.
-    """
-    root = Path(export_dir).resolve()
-    files: dict[str, Path] = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_dir():
-            continue
-        rel = path.relative_to(root).as_posix()
-        if rel in _EXCLUDED:
-            continue
-        if path.is_symlink() and not path.resolve().is_relative_to(root):
-            raise BundleVerificationError(
-                f"{rel}: symbolic link to {path.resolve()} leaves the export {root}; a bundle "
-                "must contain its files"
-            )
-        files[rel] = path
-    return files
+def _listed(rel: str) -> bool:
+    parts = rel.split("/")
+    return rel not in NOT_LISTED and not IGNORED_PARTS.intersection(parts) and not rel.endswith(IGNORED_SUFFIXES)
 
 
-@dataclass(frozen=True)
-class BundleManifest:
-    bundle_id: str
-    code_version: str
-    created_at: str
-    files: dict[str, str]
-    format_version: int = FORMAT_VERSION
-
-    def to_json(self) -> str:
-        body = {"format_version": self.format_version, "bundle_id": self.bundle_id,
-                "code_version": self.code_version, "created_at": self.created_at,
-                "files": dict(sorted(self.files.items()))}
-        return json.dumps(body, sort_keys=True, indent=2) + "\n"
-
-    @classmethod
-    def from_bytes(cls, data: bytes, where: str = MANIFEST_NAME) -> BundleManifest:
-        try:
-            body: Any = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BundleVerificationError(f"{where}: not valid JSON ({exc})") from exc
-        if not isinstance(body, dict) or body.get("format_version") != FORMAT_VERSION:
-            got = body.get("format_version") if isinstance(body, dict) else type(body).__name__
-            raise BundleVerificationError(f"{where}: format_version: expected {FORMAT_VERSION}, got {got!r}")
-        files = body.get("files")
-        if not isinstance(files, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in files.items()
-        ):
-            raise BundleVerificationError(f"{where}: files: expected an object of relpath -> sha256 hex")
-        for key in ("bundle_id", "code_version", "created_at"):
-            if not isinstance(body.get(key), str):
-                raise BundleVerificationError(f"{where}: {key}: expected a string, got {body.get(key)!r}")
-        return cls(bundle_id=body["bundle_id"], code_version=body["code_version"],
-                   created_at=body["created_at"], files=dict(files))
+def bundle_files(export_dir: Path) -> list[str]:
+    """Relative paths (``/``-separated, sorted) of the files a manifest covers."""
+    root = Path(export_dir)
+    rels = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return sorted(rel for rel in rels if _listed(rel))
 
 
-def build_manifest(export_dir: Path, bundle_id: str, code_version: str,
-                   created_at: str | None = None) -> BundleManifest:
-    files = {rel: sha256_file(path) for rel, path in export_files(export_dir).items()}
-    stamp = created_at or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return BundleManifest(bundle_id=bundle_id, code_version=code_version, created_at=stamp, files=files)
+def is_mutable(rel: str) -> bool:
+    return any(rel == m or (m.endswith("/") and rel.startswith(m)) for m in MUTABLE)
 
 
-def write_manifest(export_dir: Path, bundle_id: str, code_version: str) -> Path:
-    """Write ``EXPORT/manifest.json`` (replacing one that exists) and return its path."""
-    manifest = build_manifest(export_dir, bundle_id, code_version)
-    path = Path(export_dir) / MANIFEST_NAME
-    tmp = path.with_name(f".{MANIFEST_NAME}.tmp")
+def write_manifest(export_dir: Path, bundle_id: str, code_version: str) -> BundleManifest:
+    """Hash every file of ``export_dir`` and write ``manifest.json`` (call it last)."""
+    root = Path(export_dir)
+    manifest = BundleManifest(
+        bundle_id=bundle_id, code_version=code_version,
+        files={rel: sha256_file(root / rel) for rel in bundle_files(root)},
+    )
+    tmp = root / f".{MANIFEST_FILE}.tmp"
     tmp.write_text(manifest.to_json())
-    tmp.replace(path)
-    return path
+    tmp.replace(root / MANIFEST_FILE)
+    return manifest
 
 
-def read_manifest(export_dir: Path) -> tuple[BundleManifest, bytes]:
-    """The parsed manifest and its exact bytes (what the signature covers)."""
-    path = Path(export_dir) / MANIFEST_NAME
+def load_manifest(export_dir: Path) -> BundleManifest:
+    path = Path(export_dir) / MANIFEST_FILE
     if not path.is_file():
-        raise NotFoundError(f"{path} is missing: an export carries manifest.json (written by `cascade export`)")
-    data = path.read_bytes()
-    return BundleManifest.from_bytes(data, str(path)), data
+        raise BundleVerificationError(f"{path} is missing: not a bundle (re-export with `cascade export`)")
+    try:
+        manifest = BundleManifest.model_validate_json(path.read_text())
+    except ValueError as error:
+        raise BundleVerificationError(f"{path}: not a valid bundle manifest: {error}") from None
+    if manifest.format_version != FORMAT_VERSION:
+        raise BundleVerificationError(
+            f"{path}: format_version {manifest.format_version} is not supported (expected {FORMAT_VERSION})"
+        )
+    return manifest
 
 
-def verify_files(export_dir: Path, manifest: BundleManifest, absent_ok: Iterable[str] = ()) -> None:
-    """Every file of the export is listed with its digest, and every listed file is there.
-
-    ``absent_ok``: glob patterns of listed files a sync may leave out on purpose (e.g.
-    ``feature_repo/data/online.db``); a file that IS present is always checked.
-    Raises BundleVerificationError naming the first problem files.
-    """
-    patterns = tuple(absent_ok)
-    present = export_files(export_dir)
-    extra = sorted(set(present) - set(manifest.files))
-    missing = sorted(rel for rel in set(manifest.files) - set(present)
-                     if not any(fnmatch(rel, p) for p in patterns))
-    changed = sorted(rel for rel, path in present.items()
-                     if rel in manifest.files and sha256_file(path) != manifest.files[rel])
-    problems = []
-    if changed:
-        problems.append(f"content differs from manifest.json: {', '.join(changed[:5])}")
-    if extra:
-        problems.append(f"not listed in manifest.json: {', '.join(extra[:5])}")
-    if missing:
-        problems.append(f"listed in manifest.json but missing: {', '.join(missing[:5])}")
+def verify_files(export_dir: Path, manifest: BundleManifest) -> None:
+    """Every listed file present with its sha256, no unlisted file (mutable state excepted)."""
+    root = Path(export_dir)
+    problems: list[str] = []
+    for rel, expected in manifest.files.items():
+        if is_mutable(rel):
+            continue
+        path = root / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+        elif sha256_file(path) != expected:
+            problems.append(f"{rel}: sha256 differs from manifest.json")
+    extra = [rel for rel in bundle_files(root) if rel not in manifest.files and not is_mutable(rel)]
+    problems += [f"{rel}: not listed in manifest.json" for rel in extra]
     if problems:
-        raise BundleVerificationError(f"export {export_dir} does not match its manifest: " + "; ".join(problems))
+        shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise BundleVerificationError(f"bundle {manifest.bundle_id} at {root} fails verification: {shown}")
+
+
+def parse_version(version: str) -> tuple[int, int]:
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        raise BundleVerificationError(f"code_version {version!r}: expected MAJOR.MINOR[.PATCH]") from None
+    return major, minor
+
+
+def check_code_compatible(manifest: BundleManifest, installed: str | None = None) -> None:
+    """The installed ``cascade`` can serve a bundle exported by the same MAJOR.MINOR (the stage
+    tensors and model.py adapters may change between minor versions while the major is 0)."""
+    from cascade import __version__
+
+    installed = installed or __version__
+    if parse_version(manifest.code_version) != parse_version(installed):
+        raise BundleVerificationError(
+            f"bundle {manifest.bundle_id} was exported by cascade {manifest.code_version}; the installed "
+            f"cascade {installed} serves bundles of {'.'.join(map(str, parse_version(installed)))}.x only "
+            "(re-export it with this code, or roll out a matching server image)"
+        )
+
+
+def verify_bundle(export_dir: Path, *, public_key: Path | None = None) -> BundleManifest:
+    """Manifest, file hashes, code compatibility and, with ``public_key`` (default: the path in
+    ``CASCADE_BUNDLE_PUBLIC_KEY``, if set), the signature (``cascade.bundles.signing``)."""
+    manifest = load_manifest(export_dir)
+    verify_files(export_dir, manifest)
+    check_code_compatible(manifest)
+    if public_key is None:  # issue 14: a configured key (CASCADE_BUNDLE_PUBLIC_KEY) is enforced everywhere
+        from cascade.bundles.signing import configured_public_key
+
+        public_key = configured_public_key()
+    if public_key is not None:
+        verify_signature_hook(Path(export_dir), Path(public_key))
+    return manifest
+
+
+def verify_signature_hook(export_dir: Path, public_key: Path) -> None:
+    try:
+        from cascade.bundles.signing import verify_signature  # owned by issue 14
+    except ImportError:
+        raise BundleVerificationError(
+            f"--public-key {public_key} given but cascade.bundles.signing is not installed in this build"
+        ) from None
+    verify_signature(export_dir, public_key)

@@ -1,10 +1,11 @@
 """Ed25519 signatures over ``EXPORT/manifest.json`` (docs/DESIGN.md "Round 3 contracts").
 
 The release step signs the exact bytes of ``manifest.json`` and stores the signature as base64
-text in ``manifest.sig``. Whoever loads an export (the model-sync sidecar, ``cascade rollout``)
-calls :func:`verify_export` (or :func:`verify_if_configured`): with a public key configured, an
-unsigned export, a signature that does not match, or a file that differs from the manifest is
-refused with :class:`~cascade.errors.BundleVerificationError`.
+text in ``manifest.sig``. Whoever loads an export (``cascade verify`` in the model-sync sidecar,
+``cascade rollout``) goes through ``cascade.bundles.manifest.verify_bundle``: with a public key
+configured (argument, else ``CASCADE_BUNDLE_PUBLIC_KEY``), an unsigned export or a signature that
+does not match is refused with :class:`~cascade.errors.BundleVerificationError`, as is a file
+that differs from the signed manifest.
 
 Keys: private keys as PKCS#8 PEM (what ``cascade keys generate`` writes) or a raw 32-byte seed in
 base64; public keys as raw 32 bytes in base64 or SubjectPublicKeyInfo PEM. The public key is
@@ -17,16 +18,17 @@ import base64
 import binascii
 import logging
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cascade.bundles.manifest import SIGNATURE_NAME, BundleManifest, read_manifest, verify_files
+from cascade.bundles.manifest import MANIFEST_FILE, SIGNATURE_FILE
 from cascade.errors import BundleVerificationError, InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    from cascade.bundles.manifest import BundleManifest
 
 logger = logging.getLogger(__name__)
 
@@ -113,28 +115,36 @@ def generate_keys(out_dir: Path, name: str = "bundle-signing", overwrite: bool =
     return pair
 
 
+def _manifest_bytes(export_dir: Path) -> bytes:
+    path = Path(export_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise NotFoundError(f"{path} is missing: an export carries {MANIFEST_FILE} (written by `cascade export`)")
+    return path.read_bytes()
+
+
 def sign_manifest(export_dir: Path, private_key_path: Path) -> Path:
     """Sign the exact bytes of ``EXPORT/manifest.json``; write base64 ``EXPORT/manifest.sig``."""
-    _, data = read_manifest(export_dir)
+    data = _manifest_bytes(export_dir)
     signature = load_private_key(private_key_path).sign(data)
-    path = Path(export_dir) / SIGNATURE_NAME
+    path = Path(export_dir) / SIGNATURE_FILE
     path.write_text(base64.b64encode(signature).decode() + "\n")
     return path
 
 
-def verify_signature(export_dir: Path, public_key_path: Path) -> BundleManifest:
-    """Check ``manifest.sig`` against ``manifest.json``; return the (now trusted) manifest.
+def verify_signature(export_dir: Path, public_key_path: Path) -> None:
+    """Check ``manifest.sig`` against the exact bytes of ``manifest.json`` (signature only; the
+    file digests are ``cascade.bundles.manifest.verify_files``).
 
     Raises BundleVerificationError when the export is unsigned or the signature does not verify.
     """
     from cryptography.exceptions import InvalidSignature
 
     key = load_public_key(public_key_path)
-    manifest, data = read_manifest(export_dir)
-    sig_path = Path(export_dir) / SIGNATURE_NAME
+    data = _manifest_bytes(export_dir)
+    sig_path = Path(export_dir) / SIGNATURE_FILE
     if not sig_path.is_file():
         raise BundleVerificationError(
-            f"export {export_dir} is unsigned: {SIGNATURE_NAME} is missing and a public key is "
+            f"export {export_dir} is unsigned: {SIGNATURE_FILE} is missing and a public key is "
             f"configured ({public_key_path}); sign it with `cascade sign EXPORT --key KEY`")
     try:
         signature = base64.b64decode(sig_path.read_bytes().strip(), validate=True)
@@ -144,16 +154,16 @@ def verify_signature(export_dir: Path, public_key_path: Path) -> BundleManifest:
         key.verify(signature, data)
     except InvalidSignature as exc:
         raise BundleVerificationError(
-            f"export {export_dir}: {SIGNATURE_NAME} does not match manifest.json under public key "
+            f"export {export_dir}: {SIGNATURE_FILE} does not match {MANIFEST_FILE} under public key "
             f"{public_key_path} (modified manifest, or signed with another key)") from exc
-    return manifest
 
 
-def verify_export(export_dir: Path, public_key_path: Path, absent_ok: Iterable[str] = ()) -> BundleManifest:
-    """The signature verifies AND every file matches the signed digests (see ``verify_files``)."""
-    manifest = verify_signature(export_dir, public_key_path)
-    verify_files(export_dir, manifest, absent_ok)
-    logger.info("export %s verified: bundle %s, %d files", export_dir, manifest.bundle_id, len(manifest.files))
+def verify_export(export_dir: Path, public_key_path: Path) -> BundleManifest:
+    """Signature, every file against the signed digests, and code compatibility (``verify_bundle``)."""
+    from cascade.bundles.manifest import verify_bundle
+
+    manifest = verify_bundle(export_dir, public_key=public_key_path)
+    logger.info("export %s verified: bundle %s, %d files, signed", export_dir, manifest.bundle_id, len(manifest.files))
     return manifest
 
 
@@ -163,16 +173,13 @@ def configured_public_key(env: dict[str, str] | None = None) -> Path | None:
     return Path(value) if value else None
 
 
-def verify_if_configured(export_dir: Path, public_key_path: Path | None = None,
-                         absent_ok: Iterable[str] = ()) -> BundleManifest | None:
-    """What rollout and the sidecar call before loading an export.
-
-    With a key (argument, else ``CASCADE_BUNDLE_PUBLIC_KEY``) the export must verify
-    (:func:`verify_export`); without one nothing is checked and None is returned (logged).
-    """
+def verify_if_configured(export_dir: Path, public_key_path: Path | None = None) -> BundleManifest | None:
+    """The signature check alone, for callers outside ``verify_bundle``: with a key (argument,
+    else ``CASCADE_BUNDLE_PUBLIC_KEY``) the export must verify (:func:`verify_export`); without
+    one nothing is checked and None is returned (logged)."""
     key = public_key_path or configured_public_key()
     if key is None:
-        logger.warning("no bundle public key configured (%s): export %s loaded unverified",
+        logger.warning("no bundle public key configured (%s): export %s not signature-checked",
                        PUBLIC_KEY_ENV, export_dir)
         return None
-    return verify_export(export_dir, key, absent_ok)
+    return verify_export(export_dir, key)

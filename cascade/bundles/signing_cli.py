@@ -1,9 +1,8 @@
-"""``cascade keys generate``, ``cascade sign EXPORT --key``, ``cascade verify EXPORT --public-key``."""
+"""``cascade keys generate`` and ``cascade sign EXPORT --key`` (``cascade verify`` checks: cascade/bundles/cli.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -34,30 +33,14 @@ def sign(
         help="Write manifest.json first (bundle_id = export.json's version) when the export has none."),
 ) -> None:
     """Sign EXPORT/manifest.json with an Ed25519 key; writes EXPORT/manifest.sig."""
-    from cascade.bundles.manifest import MANIFEST_NAME, write_manifest as write
+    from cascade.bundles.manifest import MANIFEST_FILE, write_manifest as write
     from cascade.bundles.signing import sign_manifest
     from cascade.online.export_layout import ExportLayout
 
     with cli_errors():
-        if write_manifest and not (export_dir / MANIFEST_NAME).is_file():
+        if write_manifest and not (export_dir / MANIFEST_FILE).is_file():
             info = ExportLayout(export_dir).manifest()
             write(export_dir, info.version, info.code_version)
         path = sign_manifest(export_dir, key)
-    typer.echo(f"signed {export_dir / MANIFEST_NAME} -> {path}")
+    typer.echo(f"signed {export_dir / MANIFEST_FILE} -> {path}")
 
-
-def verify(
-    export_dir: Path = typer.Argument(..., help="Export folder holding manifest.json and manifest.sig."),
-    public_key: Optional[Path] = typer.Option(
-        None, "--public-key", help="Ed25519 public key (default: $CASCADE_BUNDLE_PUBLIC_KEY)."),
-) -> None:
-    """Check the signature and every file digest of an export; exit 2 when it does not verify."""
-    from cascade.bundles.signing import PUBLIC_KEY_ENV, configured_public_key, verify_export
-    from cascade.errors import InvalidInputError
-
-    with cli_errors():
-        key = public_key or configured_public_key()
-        if key is None:
-            raise InvalidInputError(f"--public-key: required (or set {PUBLIC_KEY_ENV})")
-        manifest = verify_export(export_dir, key)
-    typer.echo(f"verified bundle {manifest.bundle_id}: {len(manifest.files)} files, signature ok")

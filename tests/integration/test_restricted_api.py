@@ -126,3 +126,20 @@ def test_inference_health_and_metadata_stay_open(locked: TritonServer) -> None:
 
 def test_key_is_not_in_the_server_log(locked: TritonServer) -> None:
     assert locked.log_file is not None and KEY not in locked.log_file.read_text(errors="replace")
+
+
+def test_bundle_tools_send_the_grpc_key_from_the_environment(locked: TritonServer, monkeypatch) -> None:
+    """`cascade rollout` / the sidecar read the repository over gRPC with the key from
+    CASCADE_TRITON_ADMIN_KEY (cascade.bundles.state.admin_headers)."""
+    from cascade.bundles.state import admin_headers as bundle_headers
+    from cascade.bundles.state import connect
+    from cascade.serving.admin import ADMIN_KEY_ENV
+
+    monkeypatch.delenv(ADMIN_KEY_ENV, raising=False)
+    client = connect(locked.grpc_url)
+    _refused(client.get_model_repository_index, headers=bundle_headers())
+    monkeypatch.setenv(ADMIN_KEY_ENV, KEY)
+    assert bundle_headers() == GRPC
+    index = client.get_model_repository_index(headers=bundle_headers(), as_json=True)["models"]
+    assert any(m["name"] == "echo" for m in index)
+    client.close()

@@ -3,7 +3,6 @@
 import numpy as np
 
 from cascade.business.config import BusinessRules
-from cascade.online.export_layout import ExportLayout
 from cascade.online.stages import RetrievalStage
 from cascade.online.triton import StageContext, StageModel
 
@@ -14,7 +13,7 @@ class TritonPythonModel(StageModel):
     stage_name = "retrieval"
 
     def build(self, context: StageContext) -> None:
-        manifest = ExportLayout.for_model(context.repository).manifest()
+        manifest = context.export_layout.manifest()
         rules = BusinessRules.load(context.export_path("business_rules"))  # the one drop_seen setting
         self.stage = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen)
         self.retrieved = self.counter("cascade_candidates_retrieved_total", "Candidates returned by the retrieval stage")

@@ -3,7 +3,6 @@
 import numpy as np
 
 from cascade.errors import CascadeError
-from cascade.online.export_layout import ExportLayout
 from cascade.online.request import MAX_TOP_K, RecommendRequest, parse_request
 from cascade.online.stages import UserFeatureStage, load_workflow
 from cascade.online.triton import StageContext, StageModel
@@ -13,7 +12,7 @@ class TritonPythonModel(StageModel):
     stage_name = "user_features"
 
     def build(self, context: StageContext) -> None:
-        manifest = ExportLayout.for_model(context.repository).manifest()
+        manifest = context.export_layout.manifest()
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
         workflow = load_workflow(context.export_path("workflow"))
         self.stage = UserFeatureStage(context.export_path("feature_repo"), workflow,

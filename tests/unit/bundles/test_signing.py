@@ -1,5 +1,6 @@
 """Signed exports with real Ed25519 keys (cryptography): sign, verify, and every way an export
-must be refused when a public key is configured."""
+is refused once a public key is configured (argument or CASCADE_BUNDLE_PUBLIC_KEY), through the
+same `verify_bundle` that `cascade verify` (the k8s sidecar) and `cascade rollout` use."""
 
 from __future__ import annotations
 
@@ -10,28 +11,31 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cascade.bundles.manifest import MANIFEST_NAME, SIGNATURE_NAME, read_manifest, write_manifest
+from cascade import __version__
+from cascade.bundles.manifest import MANIFEST_FILE, SIGNATURE_FILE, verify_bundle, write_manifest
 from cascade.bundles.signing import (
-    PUBLIC_KEY_ENV, generate_keys, load_public_key, sign_manifest, verify_export,
-    verify_if_configured, verify_signature,
+    PUBLIC_KEY_ENV, generate_keys, load_public_key, sign_manifest, verify_export, verify_if_configured,
+    verify_signature,
 )
 from cascade.errors import BundleVerificationError, InvalidInputError, NotFoundError
 
+BUNDLE = "demo-20260101T000000Z-abcdef12"
 
-def _export(root: Path) -> Path:
+
+def _export(root: Path, manifest: bool = True) -> Path:
     """A small export-shaped folder: files in nested folders, as `cascade export` writes them."""
     files = {
-        "export.json": json.dumps({"version": "demo-20260101T000000Z-abcdef12", "code_version": "0.1.0",
-                                   "dataset_name": "demo", "dataset_hash": "h", "artifacts_key": "k"}),
+        "export.json": json.dumps({"version": BUNDLE, "code_version": __version__, "dataset_name": "demo",
+                                   "dataset_hash": "h", "artifacts_key": "k"}),
         "model_repository/ranking/1/model.py": "print('ranking')\n",
         "model_repository/ranking/config.pbtxt": 'backend: "python"\n',
         "artifacts/ranking/dlrm.onnx": "\x00\x01binary",
-        "feature_repo/data/online.db": "sqlite",
     }
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-    write_manifest(root, "demo-20260101T000000Z-abcdef12", "0.1.0")
+    if manifest:
+        write_manifest(root, BUNDLE, __version__)
     return root
 
 
@@ -47,32 +51,23 @@ def signed(tmp_path: Path, keys) -> Path:
     return export
 
 
-def test_manifest_follows_the_contract(tmp_path: Path) -> None:
-    export = _export(tmp_path / "export")
-    text = (export / MANIFEST_NAME).read_text()
-    body = json.loads(text)
-    assert text == json.dumps(body, sort_keys=True, indent=2) + "\n"
-    assert body["format_version"] == 1 and body["bundle_id"] == "demo-20260101T000000Z-abcdef12"
-    assert list(body["files"]) == sorted(body["files"])
-    assert set(body["files"]) == {"export.json", "model_repository/ranking/1/model.py",
-                                  "model_repository/ranking/config.pbtxt", "artifacts/ranking/dlrm.onnx",
-                                  "feature_repo/data/online.db"}
-    import hashlib
-    assert body["files"]["export.json"] == hashlib.sha256((export / "export.json").read_bytes()).hexdigest()
+@pytest.fixture(autouse=True)
+def _no_configured_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PUBLIC_KEY_ENV, raising=False)
 
 
 def test_signed_export_verifies(signed: Path, keys) -> None:
-    manifest = verify_export(signed, keys.public_key)
-    assert manifest.bundle_id == "demo-20260101T000000Z-abcdef12"
-    signature = base64.b64decode((signed / SIGNATURE_NAME).read_text())
-    load_public_key(keys.public_key).verify(signature, (signed / MANIFEST_NAME).read_bytes())
+    assert verify_export(signed, keys.public_key).bundle_id == BUNDLE
+    signature = base64.b64decode((signed / SIGNATURE_FILE).read_text())
+    load_public_key(keys.public_key).verify(signature, (signed / MANIFEST_FILE).read_bytes())
     assert oct(keys.private_key.stat().st_mode & 0o777) == "0o600"
 
 
 def test_unsigned_export_is_refused(tmp_path: Path, keys) -> None:
     export = _export(tmp_path / "export")
+    verify_bundle(export)  # no key configured: digests only
     with pytest.raises(BundleVerificationError, match="unsigned: manifest.sig is missing"):
-        verify_export(export, keys.public_key)
+        verify_bundle(export, public_key=keys.public_key)
 
 
 def test_other_key_is_refused(signed: Path, tmp_path: Path) -> None:
@@ -82,47 +77,29 @@ def test_other_key_is_refused(signed: Path, tmp_path: Path) -> None:
 
 
 def test_edited_manifest_is_refused(signed: Path, keys) -> None:
-    """One changed byte of manifest.json (e.g. a digest swapped for a malicious model.py)."""
-    path = signed / MANIFEST_NAME
-    path.write_bytes(path.read_bytes().replace(b'"0.1.0"', b'"0.1.1"'))
-    with pytest.raises(BundleVerificationError, match="does not match manifest.json"):
-        verify_export(signed, keys.public_key)
-
-
-def test_modified_added_and_missing_files_are_refused(signed: Path, keys) -> None:
+    """A re-hashed manifest (an attacker who swapped model.py and rewrote the digests)."""
     (signed / "model_repository/ranking/1/model.py").write_text("import os; os.system('curl evil')\n")
-    with pytest.raises(BundleVerificationError, match="content differs.*model_repository/ranking/1/model.py"):
+    write_manifest(signed, BUNDLE, __version__)
+    verify_bundle(signed)  # digests alone are consistent again...
+    with pytest.raises(BundleVerificationError, match="does not match manifest.json"):
+        verify_export(signed, keys.public_key)  # ...the signature is not
+
+
+def test_changed_and_unlisted_files_are_refused(signed: Path, keys) -> None:
+    (signed / "model_repository/ranking/1/model.py").write_text("import os\n")
+    with pytest.raises(BundleVerificationError, match="model_repository/ranking/1/model.py: sha256 differs"):
         verify_export(signed, keys.public_key)
-
-
-def test_unlisted_file_is_refused(signed: Path, keys) -> None:
+    (signed / "model_repository/ranking/1/model.py").write_text("print('ranking')\n")
     (signed / "model_repository/backdoor/1").mkdir(parents=True)
     (signed / "model_repository/backdoor/1/model.py").write_text("x = 1\n")
-    with pytest.raises(BundleVerificationError, match="not listed in manifest.json: model_repository/backdoor"):
+    with pytest.raises(BundleVerificationError, match="backdoor/1/model.py: not listed"):
         verify_export(signed, keys.public_key)
 
 
-def test_missing_file_is_refused_unless_allowed(signed: Path, keys) -> None:
-    (signed / "feature_repo/data/online.db").unlink()
-    with pytest.raises(BundleVerificationError, match="listed in manifest.json but missing: feature_repo/data/online.db"):
-        verify_export(signed, keys.public_key)
-    verify_export(signed, keys.public_key, absent_ok=["feature_repo/data/online.db"])
-
-
-def test_symlink_leaving_the_export_is_refused(signed: Path, tmp_path: Path) -> None:
-    (tmp_path / "outside.py").write_text("x = 1\n")
-    (signed / "artifacts/link.py").symlink_to(tmp_path / "outside.py")
-    with pytest.raises(BundleVerificationError, match="leaves the export"):
-        write_manifest(signed, "b", "c")
-
-
-def test_garbage_signature_and_manifest_name_the_file(signed: Path, keys) -> None:
-    (signed / SIGNATURE_NAME).write_text("not base64 !!!")
+def test_garbage_signature_names_the_file(signed: Path, keys) -> None:
+    (signed / SIGNATURE_FILE).write_text("not base64 !!!")
     with pytest.raises(BundleVerificationError, match="manifest.sig: expected a base64 Ed25519 signature"):
         verify_signature(signed, keys.public_key)
-    (signed / MANIFEST_NAME).write_text("{")
-    with pytest.raises(BundleVerificationError, match="not valid JSON"):
-        read_manifest(signed)
 
 
 def test_bad_keys_name_the_expected_form(tmp_path: Path, signed: Path) -> None:
@@ -132,6 +109,9 @@ def test_bad_keys_name_the_expected_form(tmp_path: Path, signed: Path) -> None:
         verify_signature(signed, bad)
     with pytest.raises(NotFoundError, match="public key .* does not exist"):
         verify_signature(signed, tmp_path / "absent.pub")
+    (tmp_path / "rsa.pem").write_text("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")
+    with pytest.raises(InvalidInputError, match="not a PEM public key"):
+        verify_signature(signed, tmp_path / "rsa.pem")
 
 
 def test_pem_public_key_is_accepted(signed: Path, keys, tmp_path: Path) -> None:
@@ -143,15 +123,16 @@ def test_pem_public_key_is_accepted(signed: Path, keys, tmp_path: Path) -> None:
     verify_export(signed, tmp_path / "key.pem")
 
 
-def test_verify_if_configured_enforces_only_with_a_key(tmp_path: Path, keys, monkeypatch) -> None:
+def test_configured_key_is_enforced_by_verify_bundle(tmp_path: Path, keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CASCADE_BUNDLE_PUBLIC_KEY turns the signature on for every loader (rollout, sidecar)."""
     export = _export(tmp_path / "export")
-    monkeypatch.delenv(PUBLIC_KEY_ENV, raising=False)
     assert verify_if_configured(export) is None
     monkeypatch.setenv(PUBLIC_KEY_ENV, str(keys.public_key))
-    with pytest.raises(BundleVerificationError, match="unsigned"):
-        verify_if_configured(export)
+    for check in (verify_if_configured, verify_bundle):
+        with pytest.raises(BundleVerificationError, match="unsigned"):
+            check(export)
     sign_manifest(export, keys.private_key)
-    assert verify_if_configured(export).bundle_id == "demo-20260101T000000Z-abcdef12"
+    assert verify_if_configured(export).bundle_id == BUNDLE and verify_bundle(export).bundle_id == BUNDLE
 
 
 def test_generate_refuses_to_overwrite(keys) -> None:
@@ -159,12 +140,11 @@ def test_generate_refuses_to_overwrite(keys) -> None:
         generate_keys(keys.private_key.parent)
 
 
-def test_cli_keys_sign_verify(tmp_path: Path) -> None:
+def test_cli_keys_sign_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cascade.cli import app
 
     runner = CliRunner()
-    export = _export(tmp_path / "export")
-    (export / MANIFEST_NAME).unlink()
+    export = _export(tmp_path / "export", manifest=False)
     result = runner.invoke(app, ["keys", "generate", "--out", str(tmp_path / "k")])
     assert result.exit_code == 0, result.output
     key, pub = tmp_path / "k/bundle-signing.key", tmp_path / "k/bundle-signing.pub"
@@ -173,7 +153,8 @@ def test_cli_keys_sign_verify(tmp_path: Path) -> None:
     result = runner.invoke(app, ["sign", str(export), "--key", str(key), "--write-manifest"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["verify", str(export), "--public-key", str(pub)])
-    assert result.exit_code == 0 and "signature ok" in result.output, result.output
-    (export / "artifacts/ranking/dlrm.onnx").write_bytes(b"tampered")
-    result = runner.invoke(app, ["verify", str(export), "--public-key", str(pub)])
-    assert result.exit_code == 2 and "artifacts/ranking/dlrm.onnx" in result.output
+    assert result.exit_code == 0 and "verified" in result.output, result.output
+    (export / SIGNATURE_FILE).unlink()
+    monkeypatch.setenv(PUBLIC_KEY_ENV, str(pub))
+    result = runner.invoke(app, ["verify", str(export)])  # what the sidecar runs
+    assert result.exit_code != 0 and "unsigned" in result.output, result.output

@@ -36,7 +36,7 @@ TRITON_METRICS = frozenset({
 })
 CASCADE_METRICS = frozenset({
     "cascade_candidates_retrieved_total", "cascade_candidates_filtered_total", "cascade_cold_start_total",
-    "cascade_degraded_total", "cascade_stage_errors_total",
+    "cascade_degraded_total", "cascade_stage_errors_total", "cascade_bundle_info",
 })
 METRIC_NAME = re.compile(r"\b((?:nv|cascade)_[a-z0-9_]+)")
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -452,7 +452,7 @@ def test_prometheus_rule_covers_the_required_alerts() -> None:
     required = {  # alert topic -> metric it must be computed from
         "error rate": "nv_inference_request_failure", "p99 latency": "nv_inference_request_summary_us",
         "queue time": "nv_inference_queue_duration_us", "GPU utilisation": "nv_gpu_utilization",
-        "degraded answers": "cascade_degraded_total"}
+        "degraded answers": "cascade_degraded_total", "pods on different bundles": "cascade_bundle_info"}
     for topic, metric in required.items():
         assert any(metric in expr for expr in alerts.values()), f"no alert on {topic} ({metric})"
     _, c = triton("eks-gpu")
