@@ -705,5 +705,23 @@ def test_admin_key_reaches_triton_from_a_file_not_the_environment(overlay: str, 
     assert empty.returncode != 0 and "no admin key" in empty.stderr
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_model_sync_verifies_signatures_with_the_mounted_public_key(overlay: str) -> None:
+    """Both model-sync containers run `cascade verify` with CASCADE_BUNDLE_PUBLIC_KEY set to a
+    file of the mounted cascade-bundle-public-key ConfigMap: unsigned exports are refused."""
+    from cascade.bundles.signing import PUBLIC_KEY_ENV
+
+    spec, _ = triton(overlay)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    syncs = [c for c in spec["initContainers"] + spec["containers"] if c["name"].startswith("model-sync")]
+    assert len(syncs) == 2
+    for c in syncs:
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        path = Path(env[PUBLIC_KEY_ENV])
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == str(path.parent))
+        assert volumes[mount["name"]]["configMap"]["name"] == "cascade-bundle-public-key"
+        assert mount.get("readOnly") is True
+
+
 # ---------------------------------------------------------------- image
 # The Dockerfile and its lock: tests/unit/k8s/test_image.py.
