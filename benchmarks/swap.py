@@ -61,7 +61,7 @@ def broken_bundles(base: Path, folder: Path) -> dict[str, Path]:
     (onnx / "artifacts/ranking/dlrm.onnx").write_bytes(b"not an onnx model")  # corrupted, then published
     write_manifest(onnx, "broken-onnx", code)
     raises = rebrand(base, folder / "broken-py", "broken-py")
-    model_py = raises / "model_repository/transform/1/model.py"
+    model_py = raises / "model_repository/business_logic/1/model.py"
     model_py.write_text("raise RuntimeError('broken on purpose')\n" + model_py.read_text())
     write_manifest(raises, "broken-py", code)
     tampered = rebrand(base, folder / "tampered", "tampered")
@@ -249,7 +249,7 @@ def run(workdir: Path, clients: int, rollouts: int, cycles: int, steady_s: float
             rss.append(server_rss_mb(server.pid))
             print(f"cycle {i + 1}/{cycles}: {target} loaded={not res.reused} in {seconds:.1f} s, rss {rss[-1]:.0f} MiB", flush=True)
         result["swap_cycles"] = {
-            "cycles": cycles, "each_cycle": "load one bundle (7 stage models + pinned ensemble), switch, unload one",
+            "cycles": cycles, "each_cycle": "load one bundle (its stage models + pinned ensemble), switch, unload one",
             "rollout_s": {"median": float(np.median(cycle_s)), "max": float(np.max(cycle_s))} if cycle_s else None,
             "rss_mb": [round(x, 1) for x in rss],
             "rss_growth_mb_first_to_last": round(rss[-1] - rss[0], 1),

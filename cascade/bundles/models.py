@@ -69,10 +69,24 @@ def write_folder(repository: Path, folder: ModelFolder) -> Path:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
+    _precompile(target)
     tmp = target / ".config.pbtxt.tmp"
     tmp.write_text(text_format.MessageToString(folder.config))
     tmp.replace(target / "config.pbtxt")
     return target
+
+
+def _precompile(model_dir: Path) -> None:
+    """Write model.py's bytecode now: the Python-backend stub would write it at load (it ignores
+    PYTHONDONTWRITEBYTECODE), and Triton takes a folder whose files changed for a modified model
+    and reloads it, with every stage of an ensemble, at the next ensemble load."""
+    import py_compile
+
+    for source in model_dir.glob("*/*.py"):
+        try:
+            py_compile.compile(str(source), doraise=True)
+        except py_compile.PyCompileError:
+            pass  # the load reports it, naming the file
 
 
 @dataclass

@@ -66,7 +66,5 @@ def build_server_env(
     )
     env["PATH"] = _prepend([str(Path(prefix or sys.prefix) / "bin")], env.get("PATH"))
     env.pop("PYTHONHOME", None)  # would override the prefix the stub derives from PATH
-    # No __pycache__ beside model.py: Triton treats a model folder whose files changed as modified
-    # and reloads it (and every stage of an ensemble loaded after it) on the next load call.
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # tritonserver's own Python (the stubs may ignore it: cascade.bundles.models)
     return env

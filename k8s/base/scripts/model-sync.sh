@@ -18,7 +18,8 @@
 #
 # S3:      s3://$EXPORT_BUCKET/$EXPORT_PREFIX/<id>/...  (`cascade release --publish`), .../LATEST
 # /export: bundles/<id>/                  verified bundles (the stages read their artifacts here)
-#          repository/                    Triton's --model-repository (written by `cascade rollout`)
+#          repository/                    Triton's --model-repository, explicit model control (written
+#                                         by `cascade rollout`: <stage>__<id>/, recommend/, ...)
 #          .live                          the live bundle, written only after a successful rollout
 # feature_repo/feature_store.yaml is replaced by the cluster's Redis one ($FEAST_CONFIG); the
 # manifest leaves that file, online.db and item_snapshot/ out of verification (deployment state).
@@ -26,6 +27,7 @@ set -eu
 SRC="s3://${EXPORT_BUCKET}/${EXPORT_PREFIX:-exports}"
 ROOT="${EXPORT_ROOT:-/export}"
 BUNDLES="${ROOT}/bundles"
+REPOSITORY="${ROOT}/repository"   # tritonserver --model-repository (explicit model control)
 FEAST_CONFIG="${FEAST_CONFIG:-/etc/cascade/feast/feature_store.yaml}"
 STATE="${ROOT}/.live"
 HEARTBEAT="${HEARTBEAT:-/tmp/model-sync.heartbeat}"
@@ -112,7 +114,7 @@ sync_once() {
     n=$(cat "$(attempts_file "${want}")" 2>/dev/null || echo 0)
     n=$((n + 1))
     echo "${n}" > "$(attempts_file "${want}")"
-    if fetch "${want}" && cascade rollout "${BUNDLES}/${want}" --url "${GRPC}"; then
+    if fetch "${want}" && cascade rollout "${BUNDLES}/${want}" --url "${GRPC}" --repository "${REPOSITORY}"; then
       echo "${want}" > "${STATE}.tmp" && mv -f "${STATE}.tmp" "${STATE}"   # only after success
       rm -f "$(attempts_file "${want}")"
       log "now serving ${want} (was ${have:-none})"
@@ -134,7 +136,7 @@ sync_once() {
   return 0
 }
 
-mkdir -p "${BUNDLES}"
+mkdir -p "${BUNDLES}" "${REPOSITORY}"
 case "${1:-once}" in
   once)
     v=$(resolve_version)

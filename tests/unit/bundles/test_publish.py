@@ -91,7 +91,7 @@ def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded CI box can take a while to import moto
         while True:
             try:
                 urllib.request.urlopen(endpoint, timeout=1)

@@ -21,24 +21,24 @@ def test_shipped_ensemble_wires_the_tag_from_every_producer(tmp_path: Path) -> N
     repo = tmp_path / "model_repository"
     shutil.copytree(MODEL_REPOSITORY_SOURCES, repo)
     stages = apply_bundle_tags(repo, "b1")
-    assert stages[0] == "user_features" and stages[-1] == "business_logic"
+    assert stages == ["candidates", "ranking", "business_logic"]
     ensemble = read_config(repo / "recommend" / "config.pbtxt")
     assert ensemble.parameters["bundle_id"].string_value == "b1"
     steps = {s.model_name: s for s in ensemble.ensemble_scheduling.step}
-    assert {k for k in steps["ranking"].input_map if k.startswith(BUNDLE_INPUT_PREFIX)} == {
-        BUNDLE_INPUT_PREFIX + "user_features", BUNDLE_INPUT_PREFIX + "transform"}
-    assert steps["business_logic"].input_map[BUNDLE_INPUT_PREFIX + "ranking"] == "cascade_bundle.ranking"
+    assert {k for k in steps["business_logic"].input_map if k.startswith(BUNDLE_INPUT_PREFIX)} == {
+        BUNDLE_INPUT_PREFIX + "candidates", BUNDLE_INPUT_PREFIX + "ranking"}
+    assert steps["ranking"].input_map[BUNDLE_INPUT_PREFIX + "candidates"] == "cascade_bundle.candidates"
     assert BUNDLE_OUTPUT not in steps["business_logic"].output_map  # nobody consumes it
-    assert steps["user_features"].output_map[BUNDLE_OUTPUT] == "cascade_bundle.user_features"
+    assert steps["candidates"].output_map[BUNDLE_OUTPUT] == "cascade_bundle.candidates"
     for stage in stages:
         config = read_config(repo / stage / "config.pbtxt")
         assert config.parameters["bundle_id"].string_value == "b1"
         assert BUNDLE_OUTPUT in {o.name for o in config.output}
         tags = {i for i in _inputs(config) if i.startswith(BUNDLE_INPUT_PREFIX)}
         assert tags == {k for k in steps[stage].input_map if k.startswith(BUNDLE_INPUT_PREFIX)}
-    assert {name for name, _ in tag_inputs(repo / "ranking" / "config.pbtxt")} == {
-        BUNDLE_INPUT_PREFIX + "user_features", BUNDLE_INPUT_PREFIX + "transform"}
-    assert tag_inputs(repo / "user_features" / "config.pbtxt") == []  # the entry stage
+    assert {name for name, _ in tag_inputs(repo / "business_logic" / "config.pbtxt")} == {
+        BUNDLE_INPUT_PREFIX + "candidates", BUNDLE_INPUT_PREFIX + "ranking"}
+    assert tag_inputs(repo / "candidates" / "config.pbtxt") == []  # the entry stage
 
 
 def test_a_reshaped_ensemble_is_tagged_generically(tmp_path: Path) -> None:
