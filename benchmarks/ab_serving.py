@@ -107,9 +107,10 @@ def make_variant(export: Path, variant: dict[str, Any], out_root: Path) -> tuple
         config.write_text(text)
     if not variant["pythonpath"]:  # this checkout's code: the load-time warm-up a fresh export writes
         from cascade.online.export_layout import ExportLayout
-        from cascade.online.warmup import write_warmups
+        from cascade.online.warmup import WARMUP_MODELS, write_warmups
 
-        write_warmups(ExportLayout(target))
+        if all((repo / m).is_dir() for m in WARMUP_MODELS):  # an A/B-only structure has other models
+            write_warmups(ExportLayout(target))
     return target, server_args
 
 
