@@ -23,6 +23,7 @@ from cascade.online.request import MAX_TOP_K
 
 WARMUP_DIR = "warmup"  # Triton reads input_data_file from <model>/warmup/
 WARMUP_TOP_K = 10
+WARMUP_MODELS = ("candidates", "ranking", "business_logic")  # the keys of stage_warmups()
 
 
 @dataclass(frozen=True)
