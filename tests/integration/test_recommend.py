@@ -276,6 +276,39 @@ def test_newer_item_snapshot_is_picked_up_without_restart(client, recommend_serv
     assert after.split("+items.")[0] == before.split("+items.")[0]
 
 
+def test_a_broken_item_snapshot_is_rejected_and_the_old_one_keeps_serving(client, recommend_server, sample_users):
+    """A published snapshot that cannot be loaded is rejected by the ranking model's background
+    refresh: counted in cascade_snapshot_refresh_failures_total, and answers keep coming from the
+    snapshot already in memory (same model_version)."""
+    import shutil
+
+    from cascade.features.repo import SNAPSHOT_DIR
+    from cascade.features.snapshot import latest_version
+
+    repo = recommend_server.export_root / "feature_repo"
+    user = sample_users[3]
+    serving = client.recommend(user, k=5)
+    good = latest_version(repo)
+    before = _counter(_metrics(recommend_server.metrics_url), "cascade_snapshot_refresh_failures_total")
+    broken = repo / SNAPSHOT_DIR / "99991231T000000000000Z-deadbeef"  # sorts after every real version
+    broken.mkdir()
+    try:
+        (broken / "items.parquet").write_bytes(b"not a parquet file")
+        (broken / "meta.json").write_text('{"version": "%s"}' % broken.name)
+        (repo / SNAPSHOT_DIR / "LATEST").write_text(broken.name + "\n")
+        deadline = time.monotonic() + 15
+        failures = before
+        while failures < before + 1 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            failures = _counter(_metrics(recommend_server.metrics_url), "cascade_snapshot_refresh_failures_total")
+        assert failures >= before + 1
+        after = client.recommend(user, k=5)
+        assert after.model_version == serving.model_version and after.item_ids == serving.item_ids
+    finally:
+        (repo / SNAPSHOT_DIR / "LATEST").write_text(good + "\n")
+        shutil.rmtree(broken, ignore_errors=True)
+
+
 def _counts(client, model: str) -> tuple[int, int]:
     stats = client.get_inference_statistics(model_name=model, as_json=True)["model_stats"]
     return (sum(int(m.get("inference_count", 0)) for m in stats), sum(int(m.get("execution_count", 0)) for m in stats))

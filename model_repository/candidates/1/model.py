@@ -5,7 +5,6 @@ import numpy as np
 
 from cascade.business.config import BusinessRules
 from cascade.errors import CascadeError
-from cascade.online.export_layout import ExportLayout
 from cascade.online.request import MAX_TOP_K, RecommendRequest, parse_request
 from cascade.online.stages import QueryTowerStage, RetrievalStage, UserFeatureStage, load_workflow
 from cascade.online.triton import StageContext, StageModel
@@ -17,7 +16,7 @@ class TritonPythonModel(StageModel):
     stage_name = "candidates"
 
     def build(self, context: StageContext) -> None:
-        manifest = ExportLayout.for_model(context.repository).manifest()
+        manifest = context.export_layout.manifest()
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
         workflow = load_workflow(context.export_path("workflow"))
         self.users = UserFeatureStage(context.export_path("feature_repo"), workflow,

@@ -268,6 +268,35 @@ def test_the_default_run_batch_does_not_run_a_request_twice(pb_utils) -> None:
     assert _fallbacks(model) == []  # a per-request error is not a batch fallback
 
 
+def _tagged_model(pb_utils, bundle: str) -> Doubler:
+    model = Doubler()
+    config = {"input": [{"name": "x", "data_type": "TYPE_INT64"},
+                        {"name": "cascade_bundle_from_up", "data_type": "TYPE_INT64"}],
+              "output": [{"name": "y", "data_type": "TYPE_FP32"}, {"name": "cascade_bundle", "data_type": "TYPE_INT64"}],
+              "parameters": {"bundle_id": {"string_value": bundle}}}
+    model.initialize({"model_config": json.dumps(config), "model_name": f"doubler__{bundle}",
+                      "model_repository": "/nonexistent/doubler", "model_version": "1"})
+    return model
+
+
+def test_a_stage_refuses_tensors_of_another_bundle_and_tags_its_outputs(pb_utils) -> None:
+    from cascade.bundles.tagging import fingerprint
+
+    model = _tagged_model(pb_utils, "A")
+    own, other = fingerprint("A"), fingerprint("B")
+    requests = [_Request(x=np.array([[1]]), cascade_bundle_from_up=np.array([[own]])),
+                _Request(x=np.array([[2]]), cascade_bundle_from_up=np.array([[other]])),
+                _Request(x=np.array([[3]]), cascade_bundle_from_up=np.array([[own]]))]
+    responses = model.execute(requests)
+    assert [r.error is None for r in responses] == [True, False, True]
+    assert responses[1].error.code == "INTERNAL"
+    assert "mixed bundles refused" in responses[1].error.message and "'A'" in responses[1].error.message
+    assert model.batches == [2]  # the two matching requests still share one vectorised call
+    assert responses[0].outputs["y"].tolist() == [[2]] and responses[2].outputs["y"].tolist() == [[6]]
+    assert responses[0].outputs["cascade_bundle"].tolist() == [[own]]
+    model.finalize()
+
+
 def test_phases_are_histograms_per_model_and_phase_sent_by_the_flusher(pb_utils) -> None:
     class TwoPhases(Doubler):
         def build(self, context) -> None:
