@@ -50,8 +50,9 @@ class RecommendClient:
     connection and network timeouts. A call that runs out of time raises UnavailableError."""
 
     def __init__(self, url: str = "127.0.0.1:8001", protocol: Literal["grpc", "http"] = "grpc",
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, model: str = MODEL) -> None:
         self.protocol = protocol
+        self.model = model  # `recommend`, or a bundle's pinned copy `recommend__<bundle>`
         self.timeout_s = timeout_s
         if protocol == "grpc":
             import tritonclient.grpc as module
@@ -96,9 +97,9 @@ class RecommendClient:
         outputs = [self._module.InferRequestedOutput(n) for n in ("item_ids", "scores", "model_version", "degraded", "seed_used")]
         try:
             if self.protocol == "grpc":
-                result = self._client.infer(MODEL, inputs, outputs=outputs, client_timeout=self.timeout_s)
+                result = self._client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
             else:
-                result = self._client.infer(MODEL, inputs, outputs=outputs)
+                result = self._client.infer(self.model, inputs, outputs=outputs)
         except Exception as exc:  # tritonclient raises InferenceServerException
             if exc.__class__.__name__ == "InferenceServerException":
                 raise _error(exc) from exc

@@ -19,9 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cascade import __version__
+from cascade.bundles.manifest import write_manifest
+from cascade.bundles.tagging import apply_bundle_tags
 from cascade.business.config import DEFAULT_RULES_FILE, BusinessRules
 from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done, replace_dir
 from cascade.errors import InvalidInputError, NotFoundError
+from cascade.bundles import tagging as tagging_module
 from cascade.online import warmup as warmup_module
 from cascade.online.export_layout import DEFAULT_CANDIDATES, ExportLayout, ExportManifest
 from cascade.online.warmup import write_warmups
@@ -31,7 +34,7 @@ from cascade.workflows.dataset import DatasetInfo
 LOG = logging.getLogger(__name__)
 ARTIFACT_PARTS = ("workflow", "retrieval", "ranking", "index")
 OPTIONAL_ARTIFACT_PARTS = ("candidates",)  # item-to-item neighbours; without them retrieval is ANN + popular
-STAGES = ("user_features", "query_tower", "retrieval", "item_features", "transform", "ranking", "business_logic")
+STAGES = ("candidates", "ranking", "business_logic")
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,9 @@ def _copy_model_sources(target: Path, rules_file: Path) -> None:
     shutil.copy2(rules_file, target / "business_logic" / "1" / "business_rules.yaml")
 
 
-def _version(key: str) -> str:
-    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{key[:8]}"
+def _version(dataset_name: str, key: str) -> str:
+    """The bundle id: ``<dataset_name>-<UTC yyyymmddTHHMMSSZ>-<inputs hash[:8]>`` (docs/DESIGN.md)."""
+    return f"{dataset_name}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{key[:8]}"
 
 
 def export_repository(
@@ -100,7 +104,7 @@ def export_repository(
         dataset=info.content_hash,
         artifacts=hash_files([artifacts / p for p in ARTIFACT_PARTS + OPTIONAL_ARTIFACT_PARTS
                               if (artifacts / p).exists()]),
-        sources=hash_files([MODEL_REPOSITORY_SOURCES, Path(warmup_module.__file__)]),
+        sources=hash_files([MODEL_REPOSITORY_SOURCES, Path(warmup_module.__file__), Path(tagging_module.__file__)]),
         rules=hash_files([rules_file]),
         n_candidates=n_candidates,
         online_store=online_store,
@@ -126,7 +130,7 @@ def export_repository(
         layout.model_repository.mkdir()
         _copy_model_sources(layout.model_repository, rules_file)
         manifest = ExportManifest(
-            version=_version(key),
+            version=_version(info.name, key),
             dataset_name=info.name,
             dataset_hash=info.content_hash,
             artifacts_key=artifacts.name,
@@ -135,8 +139,10 @@ def export_repository(
             code_version=__version__,
         )
         layout.manifest_path.write_text(manifest.model_dump_json(indent=2))
+        apply_bundle_tags(layout.model_repository, manifest.version)  # before the warm-ups, which send the tags
         write_warmups(layout)  # needs the manifest and artifacts in place
         mark_done(tmp, key, version=manifest.version)
+        write_manifest(tmp, manifest.version, manifest.code_version)  # last: sha256 of every file
         _swap_into_place(tmp, out_dir)
     finally:
         if tmp.exists():

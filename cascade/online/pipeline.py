@@ -1,13 +1,15 @@
 """The online pipeline in one process, without Triton: the same stage objects the Triton models
-wrap, chained in the ensemble's order. Used by offline evaluation (``recommend_many``), as the
-offline/online parity reference and as the latency floor in benchmarks.
+(candidates, ranking, business_logic) run, chained in the ensemble's order. Used by offline
+evaluation (``recommend_many``), as the offline/online parity reference and as the latency floor
+in benchmarks.
 
 ``recommend_many`` is the batched form, computed the way the batching Triton stages compute a
 batch (``StageModel.run_batch``): per chunk of users ONE Feast read and ONE workflow transform
 (``UserFeatureStage.lookup_many``), ONE user-tower call (``QueryTowerStage.query_many``), the
-retrieval search per user, ONE item gather + transform for all candidates of the chunk, ONE DLRM
-call (``RankingStage.score_many``), and the business rules per user. Each user's answer equals
-``recommend`` for that user (and what the served ensemble returns for the same export)."""
+retrieval search per user, ONE gather of the encoded item rows (items are encoded once per
+snapshot) for all candidates of the chunk, ONE DLRM call (``RankingStage.score_many``), and the
+business rules per user. Each user's answer equals ``recommend`` for that user (and what the
+served ensemble returns for the same export) up to float32 ties (docs/EVALUATION.md)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,9 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 
 from cascade.business.config import BusinessRules
-from cascade.business.rules import Candidates
-from cascade.online.export_layout import ExportLayout
-from cascade.business.rules import NO_SEED
+from cascade.business.rules import NO_SEED, Candidates
 from cascade.errors import InvalidInputError
+from cascade.online.export_layout import ExportLayout
 from cascade.online.request import MAX_TOP_K, RecommendRequest, parse_request
 from cascade.online.stages import (
     BusinessLogicStage,
@@ -29,7 +30,6 @@ from cascade.online.stages import (
     QueryTowerStage,
     RankingStage,
     RetrievalStage,
-    TransformStage,
     UserFeatureStage,
     load_workflow,
 )
@@ -59,11 +59,11 @@ class InProcessRecommender:
         rules = BusinessRules.load(layout.root / RULES_IN_EXPORT)
         self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen,
                                         candidates_dir=layout.candidates)
-        self.items = ItemFeatureStage(layout.feature_repo, layout.index, workflow)
-        self.transform = TransformStage(workflow, layout.feature_repo)
+        # The item side is encoded once here (TransformStage inside ItemFeatureStage); no background
+        # refresh in process: the snapshot published at load is the one used.
+        self.items = ItemFeatureStage(layout.feature_repo, layout.index, workflow, refresh_seconds=0)
         self.ranking = RankingStage(layout.dlrm, workflow)
-        self.business = BusinessLogicStage(rules, manifest.version,
-                                           layout.feature_repo, workflow)
+        self.business = BusinessLogicStage(rules, manifest.version)
 
     @classmethod
     def load(cls, path: Path) -> "InProcessRecommender":
@@ -120,18 +120,18 @@ class InProcessRecommender:
         rows = [m.rows for m in merged]
         if stage == "retrieval":
             item_ids = self.retrieval.item_ids
-            version = self.business.model_version(self.items.snapshot.version)
+            version = self.business.model_version(self.items.snapshot_version)
             return [Recommendation(item_ids[r[:req.top_k]], np.full(min(len(r), req.top_k), np.nan, np.float32),
                                    version, u.cold_start, NO_SEED) for r, u, req in zip(rows, users, requests)]
-        features = self.items.gather(np.concatenate(rows))  # one gather + one transform for the chunk
-        cat, cont, lists = self.transform.transform(features.raw, features.snapshot_version)
+        features = self.items.gather(np.concatenate(rows))  # one gather of encoded rows for the chunk
+        cat, cont, lists = features.cat, features.cont, features.lists
         bounds = np.cumsum([0] + [len(r) for r in rows])
         scores = self.ranking.score_many(
             [(u.cat, u.cont, u.lists) for u in users],
             [(cat[a:b], cont[a:b], lists[a:b]) for a, b in _pairs(bounds)],
             [(m.source, m.item2item_score) for m in merged],
         )
-        categories = features.categories
+        categories = self.business.categories(features.category_keys)
         version = self.business.model_version(features.snapshot_version)
         out = []
         for (a, b), user, request, user_scores in zip(_pairs(bounds), users, requests, scores):

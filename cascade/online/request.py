@@ -1,5 +1,5 @@
 """Validation of the ``recommend`` request (the wire contract in README), done once at the entry
-stage (``user_features``) so a bad request fails before any lookup: every input, including the
+model (``candidates``) so a bad request fails before any lookup: every input, including the
 ``explore`` temperature and the ``seed`` that only the last stage uses. Each error names the input
 and the expected form."""
 

@@ -24,16 +24,27 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from cascade.errors import CascadeError, triton_code_name
+from cascade.errors import BundleMismatchError, CascadeError, triton_code_name
+
+# the bundle tag (cascade/bundles/tagging.py; duplicated here so model start-up imports nothing more)
+BUNDLE_PARAMETER = "bundle_id"
+BUNDLE_OUTPUT = "cascade_bundle"
+BUNDLE_INPUT_PREFIX = "cascade_bundle_from_"
+BUNDLE_NAME_SEPARATOR = "__"
 
 STAGE_ERRORS_METRIC = "cascade_stage_errors_total"
 BATCH_FALLBACKS_METRIC = "cascade_stage_batch_fallbacks_total"
+PHASE_METRIC = "cascade_phase_seconds"
+# Seconds; a phase of one execution spans ~20 us (a gather) to tens of ms (a 1M-item retrieval).
+PHASE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+PHASE_PENDING_LIMIT = 50_000  # observations buffered between flushes beyond this are dropped
 METRIC_FLUSH_SECONDS = 0.2  # business-outcome counters reach /metrics at most this late
 
 
@@ -49,6 +60,7 @@ class StageContext:
     def __init__(self, args: Mapping[str, str]) -> None:
         self.model_config: dict[str, Any] = json.loads(args["model_config"])
         self.name: str = args["model_name"]
+        self.stage: str = self.name.split(BUNDLE_NAME_SEPARATOR, 1)[0]  # "<stage>__<bundle>" in a bundle server
         self.repository = Path(args["model_repository"])
         self.version_dir = self.repository / str(args["model_version"])
         self.instance_kind: str = args.get("model_instance_kind", "CPU")
@@ -58,7 +70,7 @@ class StageContext:
         }
 
     def parameter(self, key: str, default: str | None = None) -> str:
-        env_key = f"CASCADE_{self.name.upper()}_{key.upper()}"
+        env_key = f"CASCADE_{self.stage.upper()}_{key.upper()}"
         value = os.environ.get(env_key) or self.parameters.get(key) or default
         if value is None:
             raise CascadeError(f"model {self.name}: parameter {key!r} is not set in config.pbtxt")
@@ -69,7 +81,26 @@ class StageContext:
         from cascade.online.export_layout import ExportLayout
 
         value = Path(self.parameter(key, default))
-        return value if value.is_absolute() else (ExportLayout.for_model(self.repository).root / value).resolve()
+        return value if value.is_absolute() else (self.export_root / value).resolve()
+
+    @property
+    def export_root(self) -> Path:
+        """The export (bundle) this model belongs to: the ``export_root`` parameter that
+        ``cascade rollout`` sets, else the export containing the model folder."""
+        from cascade.online.export_layout import ExportLayout
+
+        root = self.parameters.get("export_root")
+        return Path(root) if root else ExportLayout.for_model(self.repository).root
+
+    @property
+    def export_layout(self):  # -> cascade.online.export_layout.ExportLayout
+        from cascade.online.export_layout import ExportLayout
+
+        return ExportLayout(self.export_root)
+
+    @property
+    def bundle_id(self) -> str:
+        return self.parameters.get(BUNDLE_PARAMETER, "")
 
     def model_path(self, key: str, default: str | None = None) -> Path:
         """A path parameter; relative paths are resolved against this model's version folder."""
@@ -128,8 +159,11 @@ class StageModel(ABC):
             kind=pb_utils.MetricFamily.COUNTER,
         )
         self._fallback_metric: Any = None
+        self._bundle_tag = _fingerprint(self.context.bundle_id)
+        self._emits_bundle = BUNDLE_OUTPUT in self.output_types
         self.build(self.context)
-        self.logger.log_info(f"{self.stage_name}: ready ({self.context.instance_kind})")
+        bundle = f", bundle {self.context.bundle_id}" if self.context.bundle_id else ""
+        self.logger.log_info(f"{self.stage_name}: ready ({self.context.instance_kind}{bundle})")
 
     def counter(self, name: str, description: str) -> "BufferedCounter":
         """A ``{stage=...}`` counter of a metric family kept alive for the model's lifetime (Triton
@@ -146,6 +180,27 @@ class StageModel(ABC):
             self._flusher = MetricFlusher(METRIC_FLUSH_SECONDS, self.logger)
         return self._flusher.add(BufferedCounter(family.Metric(labels={"stage": self.stage_name})))
 
+    def phases(self, *names: str) -> "PhaseClock":
+        """Histograms ``cascade_phase_seconds{model, phase}`` for the phases of a merged model: seconds
+        per execution of each phase (a dynamic batch of B requests is one observation). Like the
+        counters, observations are buffered and sent by the flusher thread (each ``observe`` is a
+        blocking round trip to the server)."""
+        if self.context.parameter("phase_metrics", "true").lower() == "false":  # A/B of their cost
+            return PhaseClock({name: _NoHistogram() for name in names})
+        pb_utils = _pb_utils()
+        family = self._families.get(PHASE_METRIC)
+        if family is None:
+            family = pb_utils.MetricFamily(name=PHASE_METRIC, description="Seconds per execution of each phase of a cascade model",
+                                           kind=pb_utils.MetricFamily.HISTOGRAM)
+            self._families[PHASE_METRIC] = family
+        if self._flusher is None:
+            self._flusher = MetricFlusher(METRIC_FLUSH_SECONDS, self.logger)
+        return PhaseClock({
+            name: self._flusher.add(BufferedHistogram(
+                family.Metric(labels={"model": self.context.stage, "phase": name}, buckets=list(PHASE_BUCKETS))))
+            for name in names
+        })
+
     def _count_error(self, code: str) -> None:
         metric = self._error_metrics.get(code)
         if metric is None:
@@ -156,15 +211,18 @@ class StageModel(ABC):
     def execute(self, requests: list[Any]) -> list[Any]:
         pb_utils = _pb_utils()
         batch = [self._inputs(request) for request in requests]
-        results: list[dict[str, np.ndarray] | Exception | None] = [None] * len(batch)
-        if len(batch) > 1:
+        # a request carrying another bundle's tensors gets its error here and is not computed
+        results: list[dict[str, np.ndarray] | Exception | None] = [self._check_bundle(i) for i in batch]
+        todo = [i for i, result in enumerate(results) if result is None]
+        if len(todo) > 1:
             try:
-                computed = list(self.run_batch(batch))
-                if len(computed) != len(batch):
-                    raise ValueError(f"run_batch returned {len(computed)} results for {len(batch)} requests")
-                results = computed
+                computed = list(self.run_batch([batch[i] for i in todo]))
+                if len(computed) != len(todo):
+                    raise ValueError(f"run_batch returned {len(computed)} results for {len(todo)} requests")
+                for i, result in zip(todo, computed):
+                    results[i] = result
             except Exception as error:  # noqa: BLE001 - None: each request is retried alone below
-                self._count_fallback(len(batch), error)
+                self._count_fallback(len(todo), error)
         responses = []
         for inputs, result in zip(batch, results):
             try:
@@ -172,6 +230,8 @@ class StageModel(ABC):
                     result = self.run(inputs)
                 if isinstance(result, Exception):
                     raise result
+                if self._emits_bundle:
+                    result = {**result, BUNDLE_OUTPUT: np.array([[self._bundle_tag]], dtype=np.int64)}
                 tensors = [
                     pb_utils.Tensor(name, np.asarray(value, dtype=self.output_types[name]))
                     for name, value in result.items()
@@ -202,6 +262,20 @@ class StageModel(ABC):
         # name (n^2 pybind objects for n inputs). Triton only passes inputs declared in config.pbtxt.
         return {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
 
+    def _check_bundle(self, inputs: dict[str, np.ndarray]) -> BundleMismatchError | None:
+        """Pop the ``cascade_bundle_from_*`` inputs; an error when one names another bundle."""
+        for name in [n for n in inputs if n.startswith(BUNDLE_INPUT_PREFIX)]:
+            tag = inputs.pop(name)
+            if tag.size != 1 or int(tag.reshape(-1)[0]) != self._bundle_tag:
+                source = name[len(BUNDLE_INPUT_PREFIX):]
+                got = tag.reshape(-1).tolist()
+                return BundleMismatchError(
+                    f"mixed bundles refused: tensors from {source} carry bundle fingerprint {got}, this "
+                    f"stage ({self.context.name}) serves bundle {self.context.bundle_id!r} "
+                    f"(fingerprint {self._bundle_tag})"
+                )
+        return None
+
     def _error_response(self, pb_utils, message: str, code: str):
         error = pb_utils.TritonError(f"{self.stage_name}: {message}", getattr(pb_utils.TritonError, code))
         return pb_utils.InferenceResponse(output_tensors=[], error=error)
@@ -210,6 +284,13 @@ class StageModel(ABC):
         if self._flusher is not None:
             self._flusher.stop()
         self.logger.log_info(f"{self.stage_name}: unloaded")
+
+
+def _fingerprint(bundle_id: str) -> int:
+    """Same as cascade.bundles.tagging.fingerprint (signed int64 of sha256(bundle_id)[:8])."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(bundle_id.encode()).digest()[:8], "big", signed=True)
 
 
 class BufferedCounter:
@@ -231,17 +312,61 @@ class BufferedCounter:
             self.metric.increment(value)
 
 
+class BufferedHistogram:
+    """Observations kept locally; :class:`MetricFlusher` sends them to the Triton histogram."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._pending: list[float] = []
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            if len(self._pending) < PHASE_PENDING_LIMIT:
+                self._pending.append(value)
+            else:
+                self.dropped += 1
+
+    def flush(self) -> None:
+        with self._lock:
+            values, self._pending = self._pending, []
+        for value in values:
+            self.metric.observe(value)
+
+
+class _NoHistogram:
+    def observe(self, value: float) -> None:
+        pass
+
+
+class PhaseClock:
+    """Times consecutive phases of one execution: ``start()``, then ``lap(phase)`` after each."""
+
+    def __init__(self, histograms: Mapping[str, Any]) -> None:
+        self.histograms = dict(histograms)
+        self._t = 0.0
+
+    def start(self) -> None:
+        self._t = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.histograms[phase].observe(now - self._t)
+        self._t = now
+
+
 class MetricFlusher:
     """A daemon thread that flushes its counters every ``interval_s`` and once more at stop."""
 
     def __init__(self, interval_s: float, logger: Any) -> None:
-        self.counters: list[BufferedCounter] = []
+        self.counters: list[BufferedCounter | BufferedHistogram] = []
         self.logger = logger
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="cascade-metrics", daemon=True)
         self._thread.start()
 
-    def add(self, counter: BufferedCounter) -> BufferedCounter:
+    def add(self, counter: Any) -> Any:
         self.counters.append(counter)
         return counter
 
