@@ -32,7 +32,8 @@ def test_candidates_model_emits_sources_like_the_stages(recommend_server) -> Non
                                                       user.recent_items)
             inputs = []
             for name, value, dtype in (("user_id", np.array([[user_id]], np.int64), "INT64"),
-                                       ("top_k", np.array([[10]], np.int32), "INT32")):
+                                       ("top_k", np.array([[10]], np.int32), "INT32"),
+                                       ("explore", np.array([[0.0]], np.float32), "FP32")):
                 tensor = grpcclient.InferInput(name, list(value.shape), dtype)
                 tensor.set_data_from_numpy(value)
                 inputs.append(tensor)
