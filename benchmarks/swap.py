@@ -154,9 +154,10 @@ def _timed(fn, *args, **kwargs) -> tuple[float, Any, str | None]:
 
     start = time.monotonic()
     try:
-        return time.monotonic() - start, fn(*args, **kwargs), None
+        result = fn(*args, **kwargs)
     except CascadeError as error:
         return time.monotonic() - start, None, error.message
+    return time.monotonic() - start, result, None
 
 
 def run(workdir: Path, clients: int, rollouts: int, cycles: int, steady_s: float, out: Path | None) -> dict[str, Any]:
