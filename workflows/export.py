@@ -22,7 +22,9 @@ from cascade import __version__
 from cascade.business.config import DEFAULT_RULES_FILE, BusinessRules
 from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done, replace_dir
 from cascade.errors import InvalidInputError, NotFoundError
+from cascade.online import device as device_module
 from cascade.online import warmup as warmup_module
+from cascade.online.device import apply_device, check_device
 from cascade.online.export_layout import DEFAULT_CANDIDATES, ExportLayout, ExportManifest
 from cascade.online.warmup import write_warmups
 from cascade.paths import MODEL_REPOSITORY_SOURCES, latest_export_pointer
@@ -75,12 +77,18 @@ def export_repository(
     online_store: str = "sqlite",
     redis_connection: str | None = None,
     force: bool = False,
+    device: str = "cpu",
+    allow_cpu_fallback: bool = False,
 ) -> ExportResult:
-    """Build (or reuse) the export for ``data_dir`` at ``out_dir``."""
+    """Build (or reuse) the export for ``data_dir`` at ``out_dir``. ``device`` / ``allow_cpu_fallback``:
+    placement of the GPU-capable stages (:mod:`cascade.online.device`)."""
     from cascade.features.repo import generate_feature_repo
     from cascade.features.store import apply, materialize
     from cascade.workflows.artifacts import train_all
 
+    device = check_device(device)
+    if allow_cpu_fallback and device != "gpu":
+        raise InvalidInputError("--allow-cpu-fallback only applies to --device gpu")
     if not 1 <= n_candidates <= 10_000:
         raise InvalidInputError(f"--n-candidates must be in [1, 10000], got {n_candidates}")
     data_dir = Path(data_dir).resolve()
@@ -96,7 +104,9 @@ def export_repository(
     key = inputs_hash(
         dataset=info.content_hash,
         artifacts=hash_files([artifacts / p for p in ARTIFACT_PARTS]),
-        sources=hash_files([MODEL_REPOSITORY_SOURCES, Path(warmup_module.__file__)]),
+        sources=hash_files([MODEL_REPOSITORY_SOURCES, Path(warmup_module.__file__), Path(device_module.__file__)]),
+        device=device,
+        allow_cpu_fallback=allow_cpu_fallback,
         rules=hash_files([rules_file]),
         n_candidates=n_candidates,
         online_store=online_store,
@@ -131,6 +141,7 @@ def export_repository(
         )
         layout.manifest_path.write_text(manifest.model_dump_json(indent=2))
         write_warmups(layout)  # needs the manifest and artifacts in place
+        apply_device(layout.model_repository, device, allow_cpu_fallback)
         mark_done(tmp, key, version=manifest.version)
         _swap_into_place(tmp, out_dir)
     finally:
