@@ -53,20 +53,20 @@ KNOWN_PEAK_BW = {"H200": 4.8e12, "H100 SXM": 3.35e12, "H100 PCIe": 2.0e12, "H100
 class Sizes:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
-        self.candidates = 1000
-        self.batches = (1, 8, 32)
-        self.repeats = 20 if quick else 200
-        self.rank_items = 5_000 if quick else 1_000_000  # item-id vocabulary of the synthetic DLRM
-        self.rank_users = 5_000 if quick else 1_000_000
-        self.catalogs = (20_000, 100_000) if quick else (1_000_000, 10_000_000)
+        self.candidates = 50 if quick else 1000
+        self.batches = (1, 4) if quick else (1, 8, 32)
+        self.repeats = 3 if quick else 200
+        self.rank_items = 2_000 if quick else 1_000_000  # item-id vocabulary of the synthetic DLRM
+        self.rank_users = 2_000 if quick else 1_000_000
+        self.catalogs = (5_000,) if quick else (1_000_000, 10_000_000)
         self.dim = 64
-        self.top_k = 300
+        self.top_k = 50 if quick else 300
         self.excluded = 50
-        self.retrieval_batches = (1, 32)
-        self.train_steps = 3 if quick else 30
+        self.retrieval_batches = (1, 4) if quick else (1, 32)
+        self.train_steps = 2 if quick else 30
         self.cpu_train_steps = 2 if quick else 5
-        self.two_tower_batch = 256 if quick else 1024
-        self.dlrm_batch = 512 if quick else 4096
+        self.two_tower_batch = 64 if quick else 1024
+        self.dlrm_batch = 128 if quick else 4096
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -458,8 +458,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         env["copy_bandwidth_bytes_s"] = copy_bw
         log(f"copy bandwidth {copy_bw / 1e12:.2f} TB/s, peak {env.get('peak_bandwidth_bytes_s')}")
     if "ranking" not in skip:
-        default = [v for v in RANKING_VARIANTS if device.startswith("cuda") or not (
-            "cuda_graphs" in v or "compile" in v or "no_pinned" in v or v == "float16")]
+        default = list(RANKING_VARIANTS) if device.startswith("cuda") else ["float32", "float16", "float32_static_shapes"]
         variants = [v for v in args.ranking_variants.split(",") if v] or default
         result["ranking"] = ranking_check(device, sizes, variants, log)
     if "retrieval" not in skip:

@@ -134,10 +134,12 @@ def embeddings_from_faiss(index: Any) -> np.ndarray:
     import faiss
 
     n = int(index.ntotal)
-    inner = faiss.extract_index_ivf(index) if hasattr(faiss, "extract_index_ivf") and "IVF" in type(index).__name__ else None
-    if inner is not None:
-        if "Flat" not in type(inner).__name__:
-            raise InvalidInputError(f"exact retrieval needs uncompressed vectors; index type {type(inner).__name__} is quantised")
-        inner.make_direct_map()
-        return np.asarray(inner.reconstruct_n(0, n), dtype=np.float32)
+    try:
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    except RuntimeError:  # not an IVF index: flat and HNSW reconstruct directly
+        ivf = None
+    if ivf is not None:
+        if not isinstance(ivf, faiss.IndexIVFFlat):
+            raise InvalidInputError(f"exact retrieval needs uncompressed vectors; index type {type(ivf).__name__} is quantised")
+        ivf.make_direct_map()
     return np.asarray(index.reconstruct_n(0, n), dtype=np.float32)
