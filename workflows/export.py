@@ -138,6 +138,8 @@ def export_repository(
             snapshot_version=str(getattr(materialized, "snapshot_version", "")),
             n_candidates=n_candidates,
             code_version=__version__,
+            device=device,
+            allow_cpu_fallback=allow_cpu_fallback,
         )
         layout.manifest_path.write_text(manifest.model_dump_json(indent=2))
         write_warmups(layout)  # needs the manifest and artifacts in place

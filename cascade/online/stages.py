@@ -243,6 +243,8 @@ class RetrievalStage:
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, 2 * self.n_candidates)
         self.searcher = searcher(self.index) if searcher is not None else None
+        if self.searcher is not None:
+            self.index = None  # the vectors live in the searcher (on the GPU); no second copy in host memory
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)

@@ -88,11 +88,10 @@ class _Pinned:
         import torch
 
         array = np.ascontiguousarray(array)
-        dtype = torch.from_numpy(array[:0]).dtype if array.size == 0 else torch.from_numpy(array.reshape(-1)[:1]).dtype
-        key = (name, dtype)
+        key = (name, torch.from_numpy(array).dtype)
         buf = self.buffers.get(key)
         if buf is None or buf.numel() < array.size:
-            buf = torch.empty(max(array.size, 1) * 2, dtype=dtype, pin_memory=True)
+            buf = torch.empty(max(array.size, 1) * 2, dtype=key[1], pin_memory=True)
             self.buffers[key] = buf
         view = buf[: array.size].view(array.shape)
         view.numpy()[...] = array

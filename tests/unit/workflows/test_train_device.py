@@ -22,7 +22,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory):
     from cascade.workflows.training_data import prepare
 
     root = tmp_path_factory.mktemp("device")
-    generate(root / "data", SyntheticConfig(n_users=120, n_items=80, n_interactions=3000, n_categories=4, n_brands=8,
+    generate(root / "data", SyntheticConfig(n_users=60, n_items=40, n_interactions=1200, n_categories=4, n_brands=8,
                                             seed=5), name="device", progress=False)
     workflow = fit_workflow(root / "data", root / "workflow", progress=False)
     return prepare(workflow, root / "data", rank_holdout=3, rank_fraction=0.1)
@@ -32,10 +32,12 @@ def _configs(device: str):
     from cascade.workflows.train_ranking import RankingTrainConfig
     from cascade.workflows.train_retrieval import RetrievalTrainConfig
 
-    r = RetrievalTrainConfig(epochs=1, min_steps_per_epoch=5, progress=False, threads=1, device=device)
+    r = RetrievalTrainConfig(epochs=1, min_steps_per_epoch=5, progress=False, threads=1, device=device, eval_k=10,
+                             eval_examples=100)
     r.model.dim = r.model.item_embedding_dim = 16
     r.model.hidden = [32]
-    k = RankingTrainConfig(epochs=1, min_steps_per_epoch=5, progress=False, threads=1, device=device, eval_examples=200)
+    k = RankingTrainConfig(epochs=1, min_steps_per_epoch=5, progress=False, threads=1, device=device, eval_examples=100,
+                           hard_pool=20, n_candidates=20, list_negatives=8)
     return r, k
 
 
