@@ -25,9 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cascade.errors import NotFoundError
 from cascade.models.dlrm import DLRMConfig
-from cascade.models.features import FeatureSpec
 from cascade.workflows.train_retrieval import (
     embed, history_rows, module_device, seed_everything, to_torch, top_k_rows, training_device,
 )

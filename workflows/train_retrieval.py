@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from cascade.errors import NotFoundError
-from cascade.models.features import FeatureSpec
 from cascade.models.two_tower import TwoTowerConfig
 from cascade.workflows.training_data import PAD, Catalog, Examples, TrainingData
 

@@ -28,14 +28,12 @@ the export allowed the fallback.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
 from cascade.errors import InvalidInputError, UnavailableError
 
-LOG = logging.getLogger(__name__)
 
 Device = Literal["cpu", "gpu"]
 DEVICES: tuple[str, ...] = ("cpu", "gpu")
@@ -146,6 +144,7 @@ class DeviceDecision:
     torch_device: str
     fell_back: bool
     reason: str = ""
+    allow_cpu_fallback: bool = False  # what the export allowed (ONNX Runtime sessions follow it too)
 
     @property
     def on_gpu(self) -> bool:
@@ -177,14 +176,14 @@ def resolve_device(stage: str, requested: str, allow_cpu_fallback: bool, device_
         return DeviceDecision("cpu", "cpu", False)
     usable, reason = probe(device_id)
     if usable:
-        return DeviceDecision("gpu", f"cuda:{device_id}", False)
+        return DeviceDecision("gpu", f"cuda:{device_id}", False, allow_cpu_fallback=allow_cpu_fallback)
     if not allow_cpu_fallback:
         raise UnavailableError(
             f"{stage}: exported for the GPU (device=gpu) but no usable GPU: {reason}. Refusing to run on "
             f"the CPU silently; re-export with `cascade export --device cpu`, or with `--device gpu "
             f"--allow-cpu-fallback` to allow a logged, counted CPU fallback"
         )
-    return DeviceDecision("gpu", "cpu", True, reason)
+    return DeviceDecision("gpu", "cpu", True, reason, allow_cpu_fallback=True)
 
 
 def stage_device(parameter: Callable[[str, str], str], instance_kind: str) -> tuple[Device, bool]:

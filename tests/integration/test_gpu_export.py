@@ -24,7 +24,7 @@ from tritonclient.grpc import model_config_pb2
 
 pytestmark = pytest.mark.integration
 
-GPU_STAGES = ("ranking", "retrieval")
+GPU_STAGES = ("candidates", "ranking")
 
 
 @pytest.fixture(scope="module")

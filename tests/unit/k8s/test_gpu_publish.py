@@ -24,7 +24,7 @@ from cascade.online.device import apply_device
 
 ROOT = Path(__file__).resolve().parents[3]
 PUBLISH = ROOT / "k8s" / "scripts" / "publish-export.sh"
-GPU_STAGES = {"ranking", "retrieval"}
+GPU_STAGES = {"candidates", "ranking"}
 
 pytestmark = pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
 

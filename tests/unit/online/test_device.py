@@ -22,7 +22,7 @@ from cascade.online.device import (
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-GPU_STAGES = {"ranking", "retrieval"}
+GPU_STAGES = {"candidates", "ranking"}
 KIND = model_config_pb2.ModelInstanceGroup.Kind
 
 
