@@ -152,6 +152,7 @@ class TorchRanker:
         self._fn = torch.compile(model, dynamic=True) if options.compile else model
         self._pinned = _Pinned() if (options.pinned and self.device.type == "cuda") else None
         self._graphs: dict[tuple[int, int], tuple[Any, dict[str, Any], Any]] = {}
+        self._pool = torch.cuda.graph_pool_handle() if options.cuda_graphs else None  # graphs replay one at a time
         self.providers = [f"torch:{self.device}:{options.dtype}"
                           + (":cuda_graphs" if options.cuda_graphs else "") + (":compile" if options.compile else "")]
 
@@ -245,7 +246,7 @@ class TorchRanker:
                 self._forward(self.model, dict(static))
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, pool=self._pool):
             out = self._forward(self.model, dict(static))
         return graph, static, out
 
