@@ -111,3 +111,16 @@ def test_stage_device_reads_parameters_then_the_instance_kind() -> None:
     params["allow_cpu_fallback"] = "maybe"
     with pytest.raises(InvalidInputError, match="allow_cpu_fallback must be 'true' or 'false'"):
         stage_device(get, "CPU")
+
+
+def test_export_cli_checks_the_device_before_any_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cascade.cli import app
+
+    base = ["export", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "export")]
+    bad = CliRunner().invoke(app, [*base, "--device", "tpu"])
+    assert bad.exit_code != 0 and "--device must be one of cpu, gpu, got 'tpu'" in bad.output, bad.output
+    mixed = CliRunner().invoke(app, [*base, "--allow-cpu-fallback"])
+    assert mixed.exit_code != 0 and "--allow-cpu-fallback only applies to --device gpu" in mixed.output, mixed.output
+    assert not (tmp_path / "export").exists()
