@@ -6,7 +6,6 @@ import numpy as np
 from cascade.business.config import BusinessRules
 from cascade.errors import CascadeError
 from cascade.online.device import place_stage
-from cascade.online.export_layout import ExportLayout
 from cascade.online.request import MAX_TOP_K, RecommendRequest, parse_request
 from cascade.online.stages import QueryTowerStage, RetrievalStage, UserFeatureStage, load_workflow
 from cascade.online.triton import StageContext, StageModel
@@ -19,7 +18,7 @@ class TritonPythonModel(StageModel):
 
     def build(self, context: StageContext) -> None:
         decision = place_stage(self)  # raises (load fails) for a GPU export without a usable GPU
-        manifest = ExportLayout.for_model(context.repository).manifest()
+        manifest = context.export_layout.manifest()
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
         workflow = load_workflow(context.export_path("workflow"))
         self.users = UserFeatureStage(context.export_path("feature_repo"), workflow,
@@ -36,7 +35,9 @@ class TritonPythonModel(StageModel):
 
             options = ExactSearchOptions(dtype=context.parameter("exact_dtype", "float16"))
             searcher = lambda index: ExactSearcher(embeddings_from_faiss(index), decision.torch_device, options)  # noqa: E731
-        rules = BusinessRules.load(context.export_path("business_rules"))  # the one drop_seen setting
+        # the one drop_seen setting, and max_explore_temperature for validating `explore` here
+        rules = BusinessRules.load(context.export_path("business_rules"))
+        self.max_explore = rules.max_explore_temperature
         self.retrieval = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen,
                                         searcher=searcher)
         self.logger.log_info(f"candidates: query tower {self.query.model.providers}, retrieval "
@@ -63,7 +64,7 @@ class TritonPythonModel(StageModel):
         parsed: list[RecommendRequest | CascadeError] = []
         for inputs in batch:
             try:
-                parsed.append(parse_request(inputs, self.max_top_k))
+                parsed.append(parse_request(inputs, self.max_top_k, self.max_explore))
             except CascadeError as error:
                 parsed.append(error)
         valid = [p for p in parsed if not isinstance(p, CascadeError)]
