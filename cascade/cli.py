@@ -17,6 +17,7 @@ from cascade.workflows.export_cli import export
 from cascade.workflows.demo import demo
 from cascade.client_cli import recommend
 from cascade.loadtest_cli import loadtest
+from cascade.bundles.signing_cli import keys_app, sign
 
 app = typer.Typer(
     name="cascade",
@@ -39,6 +40,8 @@ app.command("verify")(verify)
 app.command("recommend")(recommend)
 app.command("demo")(demo)
 app.command("loadtest")(loadtest)
+app.add_typer(keys_app, name="keys", help="Ed25519 keys that sign exports.")
+app.command("sign")(sign)
 
 
 if __name__ == "__main__":  # pragma: no cover

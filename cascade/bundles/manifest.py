@@ -132,11 +132,15 @@ def check_code_compatible(manifest: BundleManifest, installed: str | None = None
 
 
 def verify_bundle(export_dir: Path, *, public_key: Path | None = None) -> BundleManifest:
-    """Manifest, file hashes, code compatibility and, with ``public_key``, the signature
-    (``cascade.bundles.signing``, when that module is installed)."""
+    """Manifest, file hashes, code compatibility and, with ``public_key`` (default: the path in
+    ``CASCADE_BUNDLE_PUBLIC_KEY``, if set), the signature (``cascade.bundles.signing``)."""
     manifest = load_manifest(export_dir)
     verify_files(export_dir, manifest)
     check_code_compatible(manifest)
+    if public_key is None:  # issue 14: a configured key (CASCADE_BUNDLE_PUBLIC_KEY) is enforced everywhere
+        from cascade.bundles.signing import configured_public_key
+
+        public_key = configured_public_key()
     if public_key is not None:
         verify_signature_hook(Path(export_dir), Path(public_key))
     return manifest

@@ -6,7 +6,6 @@ after a restart, an operator, CI) recovers the state without a file of its own.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,13 @@ from cascade.bundles.models import EXPORT_ROOT, INFO_MODEL, LIVE_SINCE, PREVIOUS
 from cascade.bundles.tagging import BUNDLE_PARAMETER, ENSEMBLE
 from cascade.errors import NotFoundError, UnavailableError
 
-ADMIN_KEY_ENV = "CASCADE_ADMIN_KEY"  # sent as header `admin-key` (Triton's restricted repository API)
-
-
 def admin_headers() -> dict[str, str] | None:
-    key = os.environ.get(ADMIN_KEY_ENV)
-    return {"admin-key": key} if key else None
+    """gRPC headers for Triton's restricted APIs: the key from CASCADE_TRITON_ADMIN_KEY under
+    gRPC's header name (cascade.serving.admin; over gRPC Triton checks
+    `triton-grpc-protocol-admin-key`, not `admin-key`). None without a key."""
+    from cascade.serving.admin import admin_headers as headers
+
+    return headers("grpc") or None
 
 
 def connect(url: str) -> Any:

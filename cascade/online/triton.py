@@ -12,7 +12,11 @@ Batching stages (``max_batch_size > 0`` with ``dynamic_batching`` in config.pbtx
 requests per ``execute``; each request's tensors keep their own shape with a leading batch dim of 1
 (inputs are ragged, so Triton never concatenates them). A stage may override
 :meth:`StageModel.run_batch` to compute the whole batch at once (one ONNX Runtime call, one Feast read);
-if that raises, every request of the batch is retried alone so one bad request fails only itself.
+if that raises or returns the wrong number of results, the batch is logged once (warning) and
+counted in ``cascade_stage_batch_fallbacks_total{stage}``, and every request of the batch is retried
+alone so one bad request fails only itself. The default :meth:`StageModel.run_batch` runs each
+request once and keeps each failure as that request's result, so it never falls back (a request
+is never run twice, and its counters are never incremented twice).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ BUNDLE_INPUT_PREFIX = "cascade_bundle_from_"
 BUNDLE_NAME_SEPARATOR = "__"
 
 STAGE_ERRORS_METRIC = "cascade_stage_errors_total"
+BATCH_FALLBACKS_METRIC = "cascade_stage_batch_fallbacks_total"
 PHASE_METRIC = "cascade_phase_seconds"
 # Seconds; a phase of one execution spans ~20 us (a gather) to tens of ms (a 1M-item retrieval).
 PHASE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -120,10 +125,17 @@ class StageModel(ABC):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Named numpy inputs of one request -> named numpy outputs (raise CascadeError on bad input)."""
 
-    def run_batch(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray] | CascadeError]:
+    def run_batch(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray] | Exception]:
         """Several requests' inputs -> their outputs, in order; a request's entry may be the
-        CascadeError that request gets. Default: :meth:`run` on each."""
-        return [self.run(inputs) for inputs in batch]
+        exception (normally a CascadeError) that request gets. Default: :meth:`run` on each, once;
+        a failure stays that request's result, so the batch never needs a re-run."""
+        results: list[dict[str, np.ndarray] | Exception] = []
+        for inputs in batch:
+            try:
+                results.append(self.run(inputs))
+            except Exception as error:  # noqa: BLE001 - answered as this request's error in execute
+                results.append(error)
+        return results
 
     # --- Triton entry points ------------------------------------------------------------------
     def initialize(self, args: Mapping[str, str]) -> None:
@@ -141,6 +153,12 @@ class StageModel(ABC):
             kind=pb_utils.MetricFamily.COUNTER,
         )
         self._error_metrics: dict[str, Any] = {}
+        self._fallback_family = pb_utils.MetricFamily(
+            name=BATCH_FALLBACKS_METRIC,
+            description="Batches whose vectorised run_batch failed and were retried request by request",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self._fallback_metric: Any = None
         self._bundle_tag = _fingerprint(self.context.bundle_id)
         self._emits_bundle = BUNDLE_OUTPUT in self.output_types
         self.build(self.context)
@@ -193,22 +211,24 @@ class StageModel(ABC):
     def execute(self, requests: list[Any]) -> list[Any]:
         pb_utils = _pb_utils()
         batch = [self._inputs(request) for request in requests]
-        results: list[dict[str, np.ndarray] | CascadeError | None] = [self._check_bundle(i) for i in batch]
+        # a request carrying another bundle's tensors gets its error here and is not computed
+        results: list[dict[str, np.ndarray] | Exception | None] = [self._check_bundle(i) for i in batch]
         todo = [i for i, result in enumerate(results) if result is None]
         if len(todo) > 1:
             try:
-                computed = self.run_batch([batch[i] for i in todo])
-                if len(computed) == len(todo):
-                    for i, result in zip(todo, computed):
-                        results[i] = result
-            except Exception:  # noqa: BLE001 - None: each request is retried alone below
-                pass
+                computed = list(self.run_batch([batch[i] for i in todo]))
+                if len(computed) != len(todo):
+                    raise ValueError(f"run_batch returned {len(computed)} results for {len(todo)} requests")
+                for i, result in zip(todo, computed):
+                    results[i] = result
+            except Exception as error:  # noqa: BLE001 - None: each request is retried alone below
+                self._count_fallback(len(todo), error)
         responses = []
         for inputs, result in zip(batch, results):
             try:
                 if result is None:  # a single request, or a batch that failed as a whole
                     result = self.run(inputs)
-                if isinstance(result, CascadeError):
+                if isinstance(result, Exception):
                     raise result
                 if self._emits_bundle:
                     result = {**result, BUNDLE_OUTPUT: np.array([[self._bundle_tag]], dtype=np.int64)}
@@ -226,6 +246,16 @@ class StageModel(ABC):
                 self.logger.log_error(f"{self.stage_name}: {type(error).__name__}: {error}")
                 responses.append(self._error_response(pb_utils, f"internal error: {error}", "INTERNAL"))
         return responses
+
+    def _count_fallback(self, n_requests: int, error: Exception) -> None:
+        """One warning and one count per batch that falls back to request-by-request."""
+        self.logger.log_warn(
+            f"{self.stage_name}: batch of {n_requests} requests failed as a whole "
+            f"({type(error).__name__}: {error}); retrying each request alone"
+        )
+        if self._fallback_metric is None:
+            self._fallback_metric = self._fallback_family.Metric(labels={"stage": self.stage_name})
+        self._fallback_metric.increment(1)
 
     def _inputs(self, request: Any) -> dict[str, np.ndarray]:
         # One pass over request.inputs(): pb_utils.get_input_tensor_by_name rebuilds that list per

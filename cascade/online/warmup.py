@@ -23,6 +23,7 @@ from cascade.online.request import MAX_TOP_K
 
 WARMUP_DIR = "warmup"  # Triton reads input_data_file from <model>/warmup/
 WARMUP_TOP_K = 10
+WARMUP_MODELS = ("candidates", "ranking", "business_logic")  # the keys of stage_warmups()
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def stage_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
     n = max(1, min(manifest.n_candidates, n_items))
     top_k = np.array([min(WARMUP_TOP_K, MAX_TOP_K, n)], dtype=np.int32)
     return {
-        "candidates": [WarmupInput("user_id", "TYPE_INT64", (1,)), WarmupInput("top_k", "TYPE_INT32", (1,), top_k)],
+        "candidates": [WarmupInput("user_id", "TYPE_INT64", (1,)), WarmupInput("top_k", "TYPE_INT32", (1,), top_k),
+                       WarmupInput("explore", "TYPE_FP32", (1,))],
         "ranking": [
             WarmupInput("user_cat", "TYPE_INT64", (len(user.categorical),)),
             WarmupInput("user_cont", "TYPE_FP32", (len(user.continuous),)),

@@ -114,6 +114,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve an export as a bundle (or a model repository) with the bundled tritonserver until Ctrl-C or SIGTERM."""
+    from cascade.serving.admin import ADMIN_KEY_ENV, admin_key_from_env
     from cascade.serving.server import TritonServer, TritonServerConfig
 
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -124,7 +125,8 @@ def serve(
         if mode == "explicit" and not loads:
             loads = ["*"]
         fields = dict(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, host=host,
-                      log_verbose=log_verbose, log_file=log_file, extra_args=list(extra_arg or []))
+                      log_verbose=log_verbose, log_file=log_file, extra_args=list(extra_arg or []),
+                      admin_key=admin_key_from_env())  # restricts the admin-class APIs when set
         export = export_root_of(repo) if bundles and mode == "none" and not loads else None
         if export is not None:
             from cascade.bundles.serve import bundle_server_config, default_repository, prepare_repository
@@ -153,7 +155,8 @@ def serve(
             f"  gRPC     {server.grpc_url}\n"
             f"  metrics  {server.metrics_url}\n"
             f"  log      {server.log_file}\n"
-            "Press Ctrl-C to stop."
+            + (f"  admin APIs need the admin-key header (${ADMIN_KEY_ENV})\n" if config.admin_key else "")
+            + "Press Ctrl-C to stop."
         )
         while (code := server.poll()) is None:
             time.sleep(POLL_INTERVAL_S)
