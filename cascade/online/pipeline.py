@@ -46,7 +46,8 @@ class InProcessRecommender:
         self.user = UserFeatureStage(layout.feature_repo, workflow)
         self.query = QueryTowerStage(layout.user_tower, workflow)
         rules = BusinessRules.load(layout.root / RULES_IN_EXPORT)
-        self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen)
+        self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen,
+                                        feature_repo=layout.feature_repo)
         self.items = ItemFeatureStage(layout.feature_repo, layout.index, workflow)
         self.transform = TransformStage(workflow, layout.feature_repo)
         self.ranking = RankingStage(layout.dlrm, workflow)

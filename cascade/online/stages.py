@@ -221,24 +221,51 @@ class QueryTowerStage:
 class RetrievalStage:
     """FAISS search over the catalog's item embeddings; popular items for cold-start users."""
 
-    def __init__(self, index_dir: Path, n_candidates: int, omp_threads: int = 1, drop_seen: bool = True) -> None:
+    def __init__(self, index_dir: Path, n_candidates: int, omp_threads: int = 1, drop_seen: bool = True,
+                 feature_repo: Path | None = None, refresh_seconds: float = 30.0) -> None:
         """``drop_seen``: the business rules' ``drop_seen`` (business_rules.yaml); when False the
-        user's seen items stay eligible here too, not only in business_logic."""
+        user's seen items stay eligible here too, not only in business_logic. ``feature_repo``:
+        items added after training (``cascade items upsert``) join the index from its index
+        extension, polled every ``refresh_seconds`` (cascade/events/extension.py)."""
         import faiss
 
         # One query per request: OpenMP threads only add fork/join and spin-wait cost, and on a
         # small CPU box they steal the cores other stages (and other instances) need.
         faiss.omp_set_num_threads(max(1, int(omp_threads)))
-        self.index = faiss.read_index(str(index_dir / "items.faiss"))
-        self.item_ids = np.load(index_dir / "item_ids.npy").astype(np.int64)
-        popularity = np.load(index_dir / "popularity.npy").astype(np.float32)
-        self.popular_rows = np.argsort(-popularity, kind="stable").astype(np.int64)
-        self.n_candidates = int(min(n_candidates, len(self.item_ids)))
+        self._base_index = faiss.read_index(str(index_dir / "items.faiss"))
+        self._base_item_ids = np.load(index_dir / "item_ids.npy").astype(np.int64)
+        self._base_popularity = np.load(index_dir / "popularity.npy").astype(np.float32)
+        self._wanted = int(n_candidates)
         self.drop_seen = bool(drop_seen)
+        self._set_catalog(self._base_index, self._base_item_ids, self._base_popularity)
+        self._extensions = None
+        if feature_repo is not None:
+            from cascade.events.extension import ExtensionWatcher
+
+            self._extensions = ExtensionWatcher(feature_repo, refresh_seconds)
+            self.maybe_extend()
+
+    def _set_catalog(self, index, item_ids: np.ndarray, popularity: np.ndarray) -> None:
+        self.index = index
+        self.item_ids = item_ids
+        self.popular_rows = np.argsort(-popularity, kind="stable").astype(np.int64)
+        self.n_candidates = int(min(self._wanted, len(self.item_ids)))
         self._order = np.argsort(self.item_ids, kind="stable")
         self._sorted = self.item_ids[self._order]
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, 2 * self.n_candidates)
+
+    def maybe_extend(self) -> str | None:
+        """Add the items of a newly published index extension (rows n_base..); returns its version."""
+        extension = self._extensions.poll() if self._extensions is not None else None
+        if extension is None:
+            return None
+        from cascade.events.extension import extend_index, extended_item_ids
+
+        popularity = np.concatenate([self._base_popularity, np.zeros(len(extension), np.float32)])
+        self._set_catalog(extend_index(self._base_index, extension),
+                          extended_item_ids(self._base_item_ids, extension), popularity)
+        return extension.version
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
@@ -250,6 +277,7 @@ class RetrievalStage:
 
     def retrieve(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray) -> np.ndarray:
         """Candidate catalog rows, best first (the ranking stage scores them; no caller uses the ANN scores)."""
+        self.maybe_extend()
         seen = np.asarray(seen, np.int64).reshape(-1) if self.drop_seen else np.empty(0, np.int64)
         drop = self.rows_of(np.concatenate([seen, np.asarray(exclude, np.int64).reshape(-1)]))
         wanted = self.n_candidates
@@ -290,6 +318,7 @@ class _Catalog:
     category_dictionary: np.ndarray
     available: np.ndarray  # bool [n_items]
     rows_of_index: np.ndarray  # int64 [n_index]: snapshot row of each index row (-1 = not in the snapshot)
+    index_item_ids: np.ndarray  # int64 [n_index]: raw id of each index row (base index + extension)
 
 
 class ItemFeatureStage:
@@ -326,8 +355,12 @@ class ItemFeatureStage:
             np.asarray(snapshot.columns[AVAILABLE_COLUMN]).astype(bool)
             if AVAILABLE_COLUMN in snapshot.columns else np.ones(n, dtype=bool)
         )
-        rows_of_index = snapshot.rows_for(self.index_item_ids)  # once per snapshot, not per request
-        return _Catalog(snapshot, tensors, category_codes, category_dictionary, available, rows_of_index)
+        from cascade.events.extension import extended_item_ids, load_extension
+
+        # items added after training (index extension, published before their snapshot)
+        index_item_ids = extended_item_ids(self.index_item_ids, load_extension(self.feature_repo))
+        rows_of_index = snapshot.rows_for(index_item_ids)  # once per snapshot, not per request
+        return _Catalog(snapshot, tensors, category_codes, category_dictionary, available, rows_of_index, index_item_ids)
 
     def maybe_refresh(self) -> str | None:
         """Swap in a newer published snapshot (checked at most every ``refresh_seconds``)."""
@@ -347,8 +380,15 @@ class ItemFeatureStage:
         catalog = self.catalog
         snapshot = catalog.snapshot
         candidate_rows = np.asarray(candidate_rows, dtype=np.int64).reshape(-1)
-        item_ids = self.index_item_ids[candidate_rows]
-        rows = catalog.rows_of_index[candidate_rows]
+        n_index = len(catalog.index_item_ids)
+        if len(candidate_rows) and candidate_rows.max() >= n_index:  # retrieval saw a newer extension
+            beyond = candidate_rows >= n_index
+            clipped = np.where(beyond, 0, candidate_rows)
+            item_ids = np.where(beyond, -1, catalog.index_item_ids[clipped])
+            rows = np.where(beyond, -1, catalog.rows_of_index[clipped])
+        else:
+            item_ids = catalog.index_item_ids[candidate_rows]
+            rows = catalog.rows_of_index[candidate_rows]
         missing = rows < 0
         any_missing = bool(missing.any())
         safe_rows = np.where(missing, 0, rows) if any_missing else rows

@@ -16,7 +16,9 @@ class TritonPythonModel(StageModel):
     def build(self, context: StageContext) -> None:
         manifest = ExportLayout.for_model(context.repository).manifest()
         rules = BusinessRules.load(context.export_path("business_rules"))  # the one drop_seen setting
-        self.stage = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen)
+        self.stage = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen,
+                                    feature_repo=context.export_path("feature_repo"),
+                                    refresh_seconds=float(context.parameter("refresh_seconds", "30")))
         self.retrieved = self.counter("cascade_candidates_retrieved_total", "Candidates returned by the retrieval stage")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

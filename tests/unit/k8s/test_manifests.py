@@ -417,7 +417,8 @@ def test_feast_materialization_cronjob(overlay: str) -> None:
     (push,) = spec["containers"]
     assert pull["command"][-2:] == ["/scripts/feast-sync.sh", "pull"]
     assert c["name"] == "materialize"
-    assert c["command"] == ["cascade", "features", "materialize", "--repo", c["workingDir"], "--force"]
+    # only a changed catalog is materialized and published (issue 15)
+    assert c["command"] == ["cascade", "items", "publish", "--repo", c["workingDir"]]
     assert push["command"][-2:] == ["/scripts/feast-sync.sh", "push"]
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts[f"{c['workingDir']}/feature_store.yaml"]["subPath"] == "feature_store.yaml"
