@@ -21,7 +21,8 @@ ECHO_REPOSITORY = FIXTURES / "echo_repository"
 
 @pytest.fixture(scope="session")
 def triton_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServerFactory]:
-    factory = TritonServerFactory(log_dir=tmp_path_factory.mktemp("triton-logs"))
+    # 300 s: on a shared, loaded 2-core box the eight Python-backend models can take > 120 s to load
+    factory = TritonServerFactory(log_dir=tmp_path_factory.mktemp("triton-logs"), ready_timeout_s=300.0)
     try:
         yield factory
     finally:
