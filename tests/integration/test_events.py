@@ -153,3 +153,32 @@ def test_new_item_is_served_before_any_interaction(clients, recommend_server, fr
         upsert_items(recommend_server.export_root, path)
     other = free_users[0]
     assert _wait_for(lambda: new_id not in rec.recommend(other, k=250).item_ids)
+
+
+def test_retrain_warm_starts_on_the_logged_events_into_a_servable_export(recommend_server, tmp_path) -> None:
+    """`cascade retrain` on the served export + the log the tests above filled: the vocabularies grow
+    by the users the events created, the weights are carried over, and the new export answers (its
+    stages, in process) with the logged items filtered as seen."""
+    from cascade.events.retrain import RetrainConfig, retrain
+    from cascade.online.export_layout import ExportLayout
+    from cascade.online.pipeline import InProcessRecommender
+    from cascade.workflows.artifacts import TrainConfig
+    from cascade.workflows.train_ranking import RankingTrainConfig
+    from cascade.workflows.train_retrieval import RetrievalTrainConfig
+
+    log = recommend_server.export_root / "interaction_log"
+    logged = read_log(log)
+    assert len(logged) and (logged.user_id == 10**9 + 7).any()
+    config = RetrainConfig(warm_epochs=1, train=TrainConfig(retrieval=RetrievalTrainConfig(progress=False),
+                                                             ranking=RankingTrainConfig(progress=False)))
+    result = retrain(recommend_server.export_root, str(log), tmp_path / "retrained", config=config)
+    assert result.mode == "warm" and result.n_events == len(logged) and result.new_users >= 1
+    assert result.warm_start["retrieval"]["remapped"]["item_embedding.weight"] > 200
+    layout = ExportLayout(result.export_root)
+    assert (layout.model_repository / "interactions" / "config.pbtxt").is_file()
+    rec = InProcessRecommender(layout)
+    user = int(logged.user_id.iloc[0])
+    answer = rec.recommend(user, top_k=10)
+    assert len(answer.item_ids) == 10 and not answer.degraded
+    assert not set(logged[logged.user_id == user].item_id.tolist()) & set(answer.item_ids.tolist())
+    assert not rec.recommend(10**9 + 7, top_k=5).degraded  # a user the events created is now trained
