@@ -38,7 +38,7 @@ class EventBatch:
 _NUMPY = {"INT64": np.dtype(np.int64), "FP32": np.dtype(np.float32)}
 
 
-def _array(inputs: Mapping[str, np.ndarray], name: str, kind: str, dtype: str) -> np.ndarray | None:
+def _array(inputs: Mapping[str, np.ndarray], name: str, dtype: str) -> np.ndarray | None:
     if name not in inputs or inputs[name] is None:
         return None
     value = np.asarray(inputs[name])
@@ -55,7 +55,7 @@ def parse_batch(
 ) -> EventBatch:
     """Validate the named input arrays of one request. ``is_known_item(ids) -> bool [n]`` says
     which raw item ids are in the catalog; ``now`` is the server clock (unix seconds)."""
-    user = _array(inputs, "user_id", "i", "INT64")
+    user = _array(inputs, "user_id", "INT64")
     if user is None:
         raise InvalidInputError("input 'user_id' is required: INT64 of shape [1]")
     if user.size != 1:
@@ -63,7 +63,7 @@ def parse_batch(
     user_id = int(user[0])
     if user_id < 0:
         raise InvalidInputError(f"input 'user_id' must be a non-negative INT64 raw user id, got {user_id}")
-    items = _array(inputs, "item_ids", "i", "INT64")
+    items = _array(inputs, "item_ids", "INT64")
     if items is None or items.size == 0:
         raise InvalidInputError("input 'item_ids' is required: INT64 of shape [n] with n >= 1")
     n = int(items.size)
@@ -81,7 +81,7 @@ def parse_batch(
             f"row {row}: item_ids[{row}] = {int(items[row])} is not in the catalog "
             f"({unknown.size} unknown item id(s) in the batch; add items with `cascade items upsert`)"
         )
-    timestamps = _array(inputs, "timestamps", "i", "INT64")
+    timestamps = _array(inputs, "timestamps", "INT64")
     if timestamps is None or timestamps.size == 0:
         timestamps = np.full(n, now, dtype=np.int64)
     elif timestamps.size != n:
@@ -98,7 +98,7 @@ def parse_batch(
             f"row {row}: timestamps[{row}] = {int(timestamps[row])} is {int(timestamps[row]) - now} s in the future "
             f"(server clock {now}; tolerance {future_tolerance_s} s); send unix seconds, not milliseconds"
         )
-    weights = _array(inputs, "weights", "f", "FP32")
+    weights = _array(inputs, "weights", "FP32")
     if weights is None or weights.size == 0:
         weights = np.ones(n, dtype=np.float32)
     elif weights.size != n:

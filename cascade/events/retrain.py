@@ -173,9 +173,12 @@ def _warm_train(data_dir: Path, out: Path, export_root: Path, config: RetrainCon
 
 
 def retrain(export_root: Path, events_url: str, out: Path, *, full: bool = False, until: int | None = None,
-            work_dir: Path | None = None, config: RetrainConfig | None = None,
+            work_dir: Path | None = None, data_dir: Path | None = None, config: RetrainConfig | None = None,
             log: Callable[[str], None] = LOG.info) -> RetrainResult:
-    """Retrain from ``export_root`` + the interaction log at ``events_url`` into export ``out``."""
+    """Retrain from ``export_root`` + the interaction log at ``events_url`` into export ``out``.
+    ``data_dir``: the dataset the export was built from, when not at the path the export recorded
+    (e.g. synced from object storage by the CronJob); the grown dataset is written to
+    ``work_dir/data`` (default: beside ``out``) and recorded in the new export."""
     from cascade.events.log import read_log
     from cascade.online.export_layout import ExportLayout
     from cascade.workflows.artifacts import train_all
@@ -189,7 +192,7 @@ def retrain(export_root: Path, events_url: str, out: Path, *, full: bool = False
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    base_dir = export_dataset_dir(export_root)
+    base_dir = Path(data_dir).resolve() if data_dir else export_dataset_dir(export_root)
     events = read_log(events_url, end=until)
     base_items = pq.read_table(base_dir / "items.parquet")
     items = current_items(export_root, base_items)

@@ -17,6 +17,8 @@ def retrain(
     full: bool = typer.Option(False, "--full", help="train from scratch instead of warm-starting"),
     until: Optional[int] = typer.Option(None, "--until", help="only events with timestamp < UNTIL (unix s)"),
     warm_epochs: int = typer.Option(2, "--warm-epochs", min=1, help="epochs of a warm start"),
+    data: Optional[Path] = typer.Option(None, "--data", help="the export's dataset, if not where the export recorded it"),
+    work: Optional[Path] = typer.Option(None, "--work", help="work folder (the grown dataset lands in WORK/data)"),
 ) -> None:
     """Warm-start (or --full) both models on the new interactions, rebuild the index, write a new
     export. Release it through the bundles release gate (`cascade release`) where that exists."""
@@ -26,7 +28,7 @@ def retrain(
     from cascade.events.retrain import RetrainConfig, retrain as run
 
     with cli_errors():
-        result = run(export, events, out, full=full, until=until,
+        result = run(export, events, out, full=full, until=until, data_dir=data, work_dir=work,
                      config=RetrainConfig(warm_epochs=warm_epochs, progress=True), log=typer.echo)
     payload = asdict(result)
     payload = {k: (str(v) if isinstance(v, Path) else v) for k, v in payload.items()}
