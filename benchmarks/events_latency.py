@@ -47,7 +47,8 @@ def small_export(work: Path) -> Path:
     from cascade.workflows.train_retrieval import RetrievalTrainConfig
 
     data = work / "data"
-    generate(data, SyntheticConfig(**SMALL), name="events-bench", progress=False)
+    if not (data / "dataset.json").is_file():
+        generate(data, SyntheticConfig(**SMALL), name="events-bench", progress=False)
     config = TrainConfig(retrieval=RetrievalTrainConfig(epochs=2, progress=False),
                          ranking=RankingTrainConfig(epochs=1, progress=False))
     layout, _, _ = train_all(data, work / "artifacts", config, progress=False, log=lambda _: None)
@@ -71,9 +72,9 @@ def main() -> None:
     from cascade.serving.testing import TritonServerFactory
 
     work = Path(tempfile.mkdtemp(prefix="cascade-events-bench-"))
-    factory = TritonServerFactory(log_dir=work / "logs")
+    factory = TritonServerFactory(log_dir=work / "logs", ready_timeout_s=900.0)  # a loaded shared box
     try:
-        source = args.export.resolve() if args.export else small_export(work / "build")
+        source = args.export.resolve() if args.export else small_export(ROOT / "build" / "events-bench")  # cached
         export = work / "served"
         shutil.copytree(source, export, symlinks=True)
         from cascade.features.repo import FeatureRepo

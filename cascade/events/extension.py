@@ -131,3 +131,18 @@ class ExtensionWatcher:
         extension = load_extension(self.feature_repo, version)
         self.version = version
         return extension
+
+
+def gather_beyond(catalog, rows: np.ndarray):
+    """``EncodedCatalog.gather`` for candidate rows past the catalog's end: rows of an index
+    extension the catalog has not loaded yet (retrieval polled it first). They come back as
+    missing items (id -1, null features, no category, unavailable), so they are never recommended
+    until the catalog with their attributes is in."""
+    from cascade.online.catalog import CandidateFeatures
+
+    beyond = rows >= len(catalog.item_ids)
+    safe = np.where(beyond, 0, rows)
+    part = catalog.gather(safe)
+    return CandidateFeatures(
+        np.where(beyond, -1, part.item_ids), part.cat, part.cont, part.lists,
+        np.where(beyond, 0, part.category_keys), part.available & ~beyond, part.version)
