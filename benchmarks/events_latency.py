@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.latency import summarize  # noqa: E402
 
-SMALL = dict(n_users=2000, n_items=1000, n_interactions=60_000, seed=11, test_fraction=0.1)
+SMALL = dict(n_users=1000, n_items=500, n_interactions=25_000, seed=11, test_fraction=0.1)
 
 
 def small_export(work: Path) -> Path:
