@@ -39,13 +39,14 @@ import pyarrow.parquet as pq
 from cascade.errors import InvalidInputError, NotFoundError, SchemaError
 from cascade.features.repo import ITEM_VIEW, SNAPSHOT_DIR, FeatureRepo
 from cascade.features.schema import CATALOG_ROW, numpy_column
+from cascade.ids import IdIndex
 
 if TYPE_CHECKING:  # pragma: no cover
     from feast import FeatureStore
 
 LATEST = "LATEST"
 ITEMS_FILE = "items.parquet"
-META_FILE = "meta.json"
+SNAPSHOT_META_FILE = "meta.json"
 KEEP = 3
 _TS_FORMAT = "%Y%m%dT%H%M%S%fZ"
 
@@ -140,7 +141,7 @@ def write_item_snapshot(
             "feature_timestamp": repo.feature_timestamp,
             "created_at": datetime.now(timezone.utc).isoformat(),
         }
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+        (staging / SNAPSHOT_META_FILE).write_text(json.dumps(meta, indent=2))
         os.replace(staging, root / version)
     finally:
         if staging.exists():
@@ -171,8 +172,7 @@ class ItemSnapshot:
     list_columns: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        self._order = np.argsort(self.item_ids, kind="stable")
-        self._sorted_ids = self.item_ids[self._order]
+        self._index = IdIndex(self.item_ids)
 
     def __len__(self) -> int:
         return int(self.item_ids.shape[0])
@@ -183,7 +183,7 @@ class ItemSnapshot:
         items = version_dir / ITEMS_FILE
         if not items.is_file():
             raise NotFoundError(f"item snapshot {version_dir} has no {ITEMS_FILE}")
-        meta = json.loads((version_dir / META_FILE).read_text())
+        meta = json.loads((version_dir / SNAPSHOT_META_FILE).read_text())
         table = pq.read_table(items)
         lists = tuple(meta.get("list_columns", []))
         columns = {name: numpy_column(table.column(name), name in lists) for name in table.column_names}
@@ -212,12 +212,7 @@ class ItemSnapshot:
 
     def rows_for(self, item_ids: np.ndarray) -> np.ndarray:
         """Catalog row of each raw item id (int64, -1 for ids not in the catalog); vectorised."""
-        ids = np.asarray(item_ids, dtype=np.int64)
-        if len(self._sorted_ids) == 0:
-            return np.full(ids.shape, -1, dtype=np.int64)
-        pos = np.searchsorted(self._sorted_ids, ids)
-        pos = np.minimum(pos, len(self._sorted_ids) - 1)
-        return np.where(self._sorted_ids[pos] == ids, self._order[pos], -1).astype(np.int64)
+        return self._index.rows(item_ids)
 
     def gather(self, rows: np.ndarray, columns: list[str] | None = None) -> dict[str, np.ndarray]:
         """Every column (or ``columns``) at catalog ``rows`` (each 0 <= row < len); vectorised."""
