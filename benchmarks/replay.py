@@ -51,7 +51,7 @@ def train_config():
     from cascade.workflows.train_ranking import RankingTrainConfig
     from cascade.workflows.train_retrieval import RetrievalTrainConfig
 
-    return TrainConfig(retrieval=RetrievalTrainConfig(epochs=3, examples_per_epoch=60_000, progress=False),
+    return TrainConfig(retrieval=RetrievalTrainConfig(epochs=2, examples_per_epoch=30_000, progress=False),
                        ranking=RankingTrainConfig(epochs=1, progress=False))
 
 
