@@ -83,7 +83,7 @@ def warm_start(model: Any, old_state: dict, old_workflow: Any, new_workflow: Any
                 if rows is not None:
                     new_rows, old_rows = rows
                     keep = (new_rows < target.shape[0]) & (old_rows < source.shape[0])
-                    target[torch.from_numpy(new_rows[keep])] = source[torch.from_numpy(old_rows[keep])].to(target.dtype)
+                    target[torch.from_numpy(new_rows[keep])] = source[torch.from_numpy(old_rows[keep])].to(device=target.device, dtype=target.dtype)
                     report.remapped[key] = int(keep.sum())
                     continue
             if tuple(source.shape) == tuple(target.shape):
