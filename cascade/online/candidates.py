@@ -181,9 +181,10 @@ class CandidateSources:
         self.popular_rows = np.asarray(popular_rows, dtype=np.int64)
         self.neighbours = neighbours
         self.mix = mix or SourceMix()
-        if neighbours is not None and neighbours.n_items != len(self.popular_rows):
+        if neighbours is not None and neighbours.n_items > len(self.popular_rows):
+            # fewer is fine: items added after training (index extension) have no neighbours yet
             raise InvalidInputError(
-                f"item neighbours cover {neighbours.n_items} catalog rows but the index has {len(self.popular_rows)}"
+                f"item neighbours cover {neighbours.n_items} catalog rows but the index has only {len(self.popular_rows)}"
             )
 
     def ann_wanted(self, n_drop: int) -> int:

@@ -58,6 +58,7 @@ class InProcessRecommender:
         self.query = QueryTowerStage(layout.user_tower, workflow)
         rules = BusinessRules.load(layout.root / RULES_IN_EXPORT)
         self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen,
+                                        feature_repo=layout.feature_repo, refresh_seconds=0,
                                         candidates_dir=layout.candidates)
         # The item side is encoded once here (TransformStage inside ItemFeatureStage); no background
         # refresh in process: the snapshot published at load is the one used.
