@@ -21,7 +21,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -331,7 +331,9 @@ def _listwise_epoch(
     return running, rows_seen
 
 
-def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None) -> RankingResult:
+def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None,
+               init: Callable[[Any], None] | None = None) -> RankingResult:
+    """``init(model)`` runs once on the fresh model before training (warm start: cascade/events/warm_start.py)."""
     import torch
 
     from cascade.models.dlrm import DLRM
@@ -345,6 +347,8 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
     started = time.perf_counter()
     two_tower.eval()
     model = DLRM(data.specs, config.model, two_tower=two_tower)
+    if init is not None:
+        init(model)
     catalog = data.catalog
     if model.n_stats:
         id_index = catalog.features[config.model.item_id_column].astype(np.int64)

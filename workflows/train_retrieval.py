@@ -10,7 +10,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -202,7 +202,9 @@ def auto_epochs(config: RetrievalTrainConfig, per_epoch: int) -> int:
     return int(max(3, min(config.max_auto_epochs, -(-config.min_examples_seen // max(per_epoch, 1)))))
 
 
-def train_two_tower(data: TrainingData, config: RetrievalTrainConfig | None = None) -> RetrievalResult:
+def train_two_tower(data: TrainingData, config: RetrievalTrainConfig | None = None,
+                    init: Callable[[Any], None] | None = None) -> RetrievalResult:
+    """``init(model)`` runs once on the fresh model before training (warm start: cascade/events/warm_start.py)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -213,6 +215,8 @@ def train_two_tower(data: TrainingData, config: RetrievalTrainConfig | None = No
     seed_everything(config.seed, config.threads)
     rng = np.random.default_rng(config.seed)
     model = TwoTower(data.specs, config.model).to(device)
+    if init is not None:
+        init(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train = data.train
     if config.max_examples and len(train) > config.max_examples:

@@ -169,28 +169,58 @@ class RetrievalStage:
     """FAISS search over the catalog's item embeddings; popular items for cold-start users."""
 
     def __init__(self, index_dir: Path, n_candidates: int, omp_threads: int = 1, drop_seen: bool = True,
-                 searcher=None) -> None:
+                 searcher=None, feature_repo: Path | None = None, refresh_seconds: float = 30.0) -> None:
         """``drop_seen``: the business rules' ``drop_seen`` (business_rules.yaml); when False the
         user's seen items stay eligible here too, not only in business_logic. ``searcher``: a
         callable ``index -> ExactSearcher`` (cascade/online/exact_retrieval.py) that replaces the
-        FAISS search with an exact one over the index's vectors (the GPU path)."""
+        FAISS search with an exact one over the index's vectors (the GPU path). ``feature_repo``:
+        items added after training (``cascade items upsert``) join the index from its index
+        extension, polled every ``refresh_seconds`` (cascade/events/extension.py)."""
         import faiss
 
         # One query per request: OpenMP threads only add fork/join and spin-wait cost, and on a
         # small CPU box they steal the cores other stages (and other instances) need.
         faiss.omp_set_num_threads(max(1, int(omp_threads)))
-        self.index = faiss.read_index(str(index_dir / "items.faiss"))
-        self.item_ids = np.load(index_dir / "item_ids.npy").astype(np.int64)
-        popularity = np.load(index_dir / "popularity.npy").astype(np.float32)
-        self.popular_rows = np.argsort(-popularity, kind="stable").astype(np.int64)
-        self.n_candidates = int(min(n_candidates, len(self.item_ids)))
+        self._base_index = faiss.read_index(str(index_dir / "items.faiss"))
+        self._base_item_ids = np.load(index_dir / "item_ids.npy").astype(np.int64)
+        self._base_popularity = np.load(index_dir / "popularity.npy").astype(np.float32)
+        self._wanted = int(n_candidates)
         self.drop_seen = bool(drop_seen)
+        self._make_searcher = searcher
+        self._extensions = None
+        if feature_repo is not None:
+            from cascade.events.extension import ExtensionWatcher
+
+            self._extensions = ExtensionWatcher(feature_repo, refresh_seconds)
+        self._set_catalog(self._base_index, self._base_item_ids, self._base_popularity)
+        if self._extensions is not None:
+            self.maybe_extend()
+        elif self.searcher is not None:
+            self._base_index = None  # no extension to rebuild from: the vectors live only in the searcher
+
+    def _set_catalog(self, index, item_ids: np.ndarray, popularity: np.ndarray) -> None:
+        self.index = index
+        self.item_ids = item_ids
+        self.popular_rows = np.argsort(-popularity, kind="stable").astype(np.int64)
+        self.n_candidates = int(min(self._wanted, len(self.item_ids)))
         self._rows = IdIndex(self.item_ids)
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, 2 * self.n_candidates)
-        self.searcher = searcher(self.index) if searcher is not None else None
+        self.searcher = self._make_searcher(self.index) if self._make_searcher is not None else None
         if self.searcher is not None:
             self.index = None  # the vectors live in the searcher (on the GPU); no second copy in host memory
+
+    def maybe_extend(self) -> str | None:
+        """Add the items of a newly published index extension (rows n_base..); returns its version."""
+        extension = self._extensions.poll() if self._extensions is not None else None
+        if extension is None:
+            return None
+        from cascade.events.extension import extend_index, extended_item_ids
+
+        popularity = np.concatenate([self._base_popularity, np.zeros(len(extension), np.float32)])
+        self._set_catalog(extend_index(self._base_index, extension),
+                          extended_item_ids(self._base_item_ids, extension), popularity)
+        return extension.version
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
         """Catalog rows of the known ids (unknown ids dropped)."""
@@ -198,6 +228,7 @@ class RetrievalStage:
 
     def retrieve(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray) -> np.ndarray:
         """Candidate catalog rows, best first (the ranking stage scores them; no caller uses the ANN scores)."""
+        self.maybe_extend()
         seen = np.asarray(seen, np.int64).reshape(-1) if self.drop_seen else np.empty(0, np.int64)
         drop = self.rows_of(np.concatenate([seen, np.asarray(exclude, np.int64).reshape(-1)]))
         wanted = self.n_candidates
@@ -218,6 +249,7 @@ class RetrievalStage:
                       exclude: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Several requests: with an exact searcher, ONE matrix product + top-k for every
         non-cold-start query of the batch; otherwise :meth:`retrieve` per request."""
+        self.maybe_extend()
         if self.searcher is None:
             return [self.retrieve(*args) for args in zip(queries, cold_start, seen, exclude)]
         out: list[np.ndarray | None] = [None] * len(queries)
@@ -270,7 +302,11 @@ class ItemFeatureStage:
         self.refresher.start()
 
     def _prepare(self, snapshot) -> EncodedCatalog:
-        return self.transform.encode_catalog(snapshot, self.index_item_ids)
+        from cascade.events.extension import extended_item_ids, load_extension
+
+        # + items added after training (index extension, published before the snapshot that has them)
+        return self.transform.encode_catalog(
+            snapshot, extended_item_ids(self.index_item_ids, load_extension(self.feature_repo)))
 
     @property
     def catalog(self) -> EncodedCatalog:

@@ -64,6 +64,7 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def recommend_server(triton_factory: TritonServerFactory, tiny_export: tuple[Path, Path]) -> RecommendServer:
     data, export_root = tiny_export
     os.environ["CASCADE_RANKING_REFRESH_SECONDS"] = REFRESH_SECONDS
+    os.environ["CASCADE_CANDIDATES_REFRESH_SECONDS"] = REFRESH_SECONDS  # index extension (items upsert)
     server = triton_factory(export_root / "model_repository")
     train = pd.read_parquet(data / "train.parquet")
     items = pd.read_parquet(data / "items.parquet")

@@ -39,7 +39,9 @@ class TritonPythonModel(StageModel):
         rules = BusinessRules.load(context.export_path("business_rules"))
         self.max_explore = rules.max_explore_temperature
         self.retrieval = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen,
-                                        searcher=searcher)
+                                        searcher=searcher,
+                                        feature_repo=context.export_path("feature_repo"),  # index extension
+                                        refresh_seconds=float(context.parameter("refresh_seconds", "30")))
         self.logger.log_info(f"candidates: query tower {self.query.model.providers}, retrieval "
                              f"{'exact on ' + decision.torch_device if searcher else 'FAISS on the CPU'}")
         self.cold_start = self.counter("cascade_cold_start_total", "Requests for users unknown to the feature store")
