@@ -32,6 +32,7 @@ from cascade.online.tensors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cascade.features.guard import GuardConfig
     from cascade.preprocessing import FittedWorkflow
 
 LOG = logging.getLogger(__name__)
@@ -114,22 +115,31 @@ class EncodedUser:
     seen_items: np.ndarray  # int64 raw ids
     cold_start: bool
     feature_store_error: str | None = None
+    degraded_reason: str | None = None  # None, "cold_start" or a cascade.features.guard reason
 
 
 class UserFeatureStage:
-    """Live Feast lookup of one user + encoding with the fitted workflow (user entity)."""
+    """Live Feast lookup of one user + encoding with the fitted workflow (user entity). The lookup
+    is bounded (:class:`cascade.features.guard.FeatureGuard`: time budget + circuit breaker): a slow
+    or absent store makes the request a cold start (popular items, flagged degraded), never a hang."""
 
-    def __init__(self, feature_repo: Path, workflow: "FittedWorkflow", reader: str = "online_read") -> None:
+    def __init__(self, feature_repo: Path, workflow: "FittedWorkflow", reader: str = "online_read",
+                 guard: "GuardConfig | None" = None) -> None:
+        from cascade.features.guard import FeatureGuard, GuardConfig
         from cascade.features.online import UserFeatureReader
+        from cascade.features.redis_config import RedisTimeouts
 
+        guard = guard or GuardConfig()
+        timeouts = RedisTimeouts.serving(guard.budget_ms)
         if reader == "online_read":  # Feast's online-store API, no SDK per-call overhead (feast_fast.py)
             from cascade.online.feast_fast import OnlineUserReader
 
-            self.reader = OnlineUserReader(feature_repo)
+            self.reader = OnlineUserReader(feature_repo, redis_timeouts=timeouts)
         elif reader == "sdk":
-            self.reader = UserFeatureReader(feature_repo)
+            self.reader = UserFeatureReader(feature_repo, redis_timeouts=timeouts)
         else:
             raise InvalidInputError(f"parameter feast_reader must be 'online_read' or 'sdk', got {reader!r}")
+        self.guard = FeatureGuard(self.reader, guard)
         self.workflow = workflow
         self.inputs = workflow.input_columns("user")
         self.layout = encoded_layout(workflow, "user")
@@ -141,12 +151,13 @@ class UserFeatureStage:
         """Several users: ONE online-store read and ONE workflow transform for all of them (the
         batching user_features stage); each user's encodings are rows [1, ...] of the batch."""
         ids = [int(u) for u in user_ids]
-        error: str | None = None
-        try:
-            features = self._read(ids)
-        except UnavailableError as exc:  # degrade to cold-start answers rather than fail
-            LOG.warning("user feature lookup failed, answering cold start: %s", exc)
-            features, error = [None] * len(ids), exc.message
+        result = self.guard.get_many(ids)
+        if result.features is None:  # degrade to cold-start answers rather than fail or wait
+            LOG.warning("user feature lookup degraded (%s), answering cold start: %s", result.reason, result.error)
+            features: list = [None] * len(ids)
+        else:
+            batch = result.features
+            features = [batch[i] for i in range(len(ids))]
         columns = {c.name: self._column(c.name, c.is_list, ids, features) for c in self.inputs}
         encoded = self.workflow.transform_batch(columns, entity="user")
         cat, cont, lists = pack_encoded(encoded, self.layout, len(ids))
@@ -154,12 +165,9 @@ class UserFeatureStage:
         for b, f in enumerate(features):
             known = f is not None and f.known
             seen = f.seen_items.astype(np.int64, copy=False) if known else np.empty(0, dtype=np.int64)
-            out.append(EncodedUser(cat[b:b + 1], cont[b:b + 1], lists[b:b + 1], seen, not known, error))
+            reason = result.reason or (None if known else "cold_start")
+            out.append(EncodedUser(cat[b:b + 1], cont[b:b + 1], lists[b:b + 1], seen, not known, result.error, reason))
         return out
-
-    def _read(self, ids: list[int]) -> list:
-        batch = self.reader.get_many(ids)  # both readers: one store read for all users
-        return [batch[i] for i in range(len(ids))]
 
     @classmethod
     def _column(cls, name: str, is_list: bool, ids: list[int], features: list) -> np.ndarray:
@@ -308,6 +316,8 @@ class ItemFeatureStage:
         self.refresh_seconds = refresh_seconds
         self.catalog = self._prepare(ItemSnapshot.load_latest(feature_repo))
         self._last_check = time.monotonic()
+        self.rejected_version: str | None = None  # the last published version that failed validation
+        self.refresh_failures = 0
 
     @property
     def snapshot(self):
@@ -338,9 +348,14 @@ class ItemFeatureStage:
             return None
         self._last_check = now
         newer = ItemSnapshot.newer_available(self.feature_repo, self.snapshot.version)
-        if newer is None:
+        if newer is None or newer == self.rejected_version:
             return None
-        self.catalog = self._prepare(ItemSnapshot.load_latest(self.feature_repo))
+        try:  # a corrupt or half-written snapshot is rejected; the current one keeps serving
+            self.catalog = self._prepare(ItemSnapshot.load_latest(self.feature_repo))
+        except Exception as exc:  # noqa: BLE001 - any loader failure is a rejection, never a failed request
+            self.rejected_version, self.refresh_failures = newer, self.refresh_failures + 1
+            LOG.error("item snapshot %s rejected, still serving %s: %s", newer, self.snapshot.version, exc)
+            return None
         return self.catalog.snapshot.version
 
     def gather(self, candidate_rows: np.ndarray) -> CandidateFeatures:

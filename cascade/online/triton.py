@@ -113,7 +113,7 @@ class StageModel(ABC):
         self.build(self.context)
         self.logger.log_info(f"{self.stage_name}: ready ({self.context.instance_kind})")
 
-    def counter(self, name: str, description: str) -> "BufferedCounter":
+    def counter(self, name: str, description: str, labels: Mapping[str, str] | None = None) -> "BufferedCounter":
         """A ``{stage=...}`` counter of a metric family kept alive for the model's lifetime (Triton
         rejects increments once the family object is garbage-collected). Increments are buffered
         and sent by a background thread every ``METRIC_FLUSH_SECONDS``: each ``Metric.increment``
@@ -126,7 +126,7 @@ class StageModel(ABC):
             self._families[name] = family
         if self._flusher is None:
             self._flusher = MetricFlusher(METRIC_FLUSH_SECONDS, self.logger)
-        return self._flusher.add(BufferedCounter(family.Metric(labels={"stage": self.stage_name})))
+        return self._flusher.add(BufferedCounter(family.Metric(labels={"stage": self.stage_name, **(labels or {})})))
 
     def _count_error(self, code: str) -> None:
         metric = self._error_metrics.get(code)

@@ -96,6 +96,9 @@ def serve(
         typer.Option(help="Extra tritonserver option, e.g. --extra-arg=--cache-config=local,size=1048576 (repeatable)."),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 120.0,
+    stub_watchdog: Annotated[
+        bool, typer.Option(help="Restart a model whose Python stub died (explicit mode), else stop the server.")
+    ] = True,
 ) -> None:
     """Serve a model repository with the bundled tritonserver until Ctrl-C or SIGTERM."""
     from cascade.serving.server import TritonServer, TritonServerConfig
@@ -118,6 +121,7 @@ def serve(
             log_verbose=log_verbose,
             log_file=log_file,
             extra_args=list(extra_arg or []),
+            stub_watchdog=stub_watchdog,
         )
         server = TritonServer(config)
         server.start()

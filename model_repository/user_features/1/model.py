@@ -1,8 +1,11 @@
 """user_features: validate the request, Feast online lookup, encode the user (see config.pbtxt)."""
 
+import time
+
 import numpy as np
 
 from cascade.errors import CascadeError
+from cascade.features.guard import REASONS, GuardConfig
 from cascade.online.export_layout import ExportLayout
 from cascade.online.request import MAX_TOP_K, RecommendRequest, parse_request
 from cascade.online.stages import UserFeatureStage, load_workflow
@@ -17,11 +20,21 @@ class TritonPythonModel(StageModel):
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
         workflow = load_workflow(context.export_path("workflow"))
         self.stage = UserFeatureStage(context.export_path("feature_repo"), workflow,
-                                      reader=context.parameter("feast_reader", "online_read"))
+                                      reader=context.parameter("feast_reader", "online_read"),
+                                      guard=GuardConfig.from_parameters(context.parameter))
         self.cold_start = self.counter("cascade_cold_start_total", "Requests for users unknown to the feature store")
-        self.degraded = self.counter(
-            "cascade_degraded_total", "Requests answered degraded (cold start or feature-store failure)"
-        )
+        self.degraded = {  # one labelled series per reason, created at load so they show from the start
+            reason: self.counter("cascade_degraded_total",
+                                 "Requests answered degraded (popular items), by reason", {"reason": reason})
+            for reason in ("cold_start", *REASONS)
+        }
+
+    def _warn(self, reason: str | None, error: str) -> None:
+        """One log line per reason change or per 10 s: an outage must not flood the log."""
+        now = time.monotonic()
+        if reason != getattr(self, "_warned_reason", None) or now - getattr(self, "_warned_at", 0.0) > 10.0:
+            self._warned_reason, self._warned_at = reason, now
+            self.logger.log_warn(f"user_features: degraded answers ({reason}): {error}")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.run_batch([inputs])[0]
@@ -46,11 +59,12 @@ class TritonPythonModel(StageModel):
                 results.append(request)
                 continue
             user = next(users)
-            if user.cold_start:
+            if user.degraded_reason == "cold_start":
                 self.cold_start.increment(1)
-                self.degraded.increment(1)
+            if user.degraded_reason:
+                self.degraded[user.degraded_reason].increment(1)
             if user.feature_store_error:
-                self.logger.log_warn(f"user_features: degraded answer: {user.feature_store_error}")
+                self._warn(user.degraded_reason, user.feature_store_error)
             results.append({  # [1, ...]: one request of a batch
                 "user_cat": user.cat,
                 "user_cont": user.cont,
