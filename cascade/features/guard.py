@@ -69,6 +69,10 @@ class GuardConfig:
         )
 
 
+#: offline / in-process use (evaluation, parity checks): no time-based degradation, no circuit
+OFFLINE_GUARD = GuardConfig(budget_ms=10_000, failure_threshold=1_000_000, open_seconds=1.0)
+
+
 def _number(name: str, value: str, kind: type) -> float:
     try:
         return kind(value)

@@ -153,7 +153,7 @@ class UserFeatureStage:
         ids = [int(u) for u in user_ids]
         result = self.guard.get_many(ids)
         if result.features is None:  # degrade to cold-start answers rather than fail or wait
-            LOG.warning("user feature lookup degraded (%s), answering cold start: %s", result.reason, result.error)
+            LOG.debug("user feature lookup degraded (%s), answering cold start: %s", result.reason, result.error)
             features: list = [None] * len(ids)
         else:
             batch = result.features

@@ -8,18 +8,22 @@ processes (SIGKILL/SIGSTOP to redis-server, SIGKILL to a Python-backend stub).
 Order matters (one server for the module): it is started while Redis is DOWN, then Redis comes
 back empty and is materialized, then paused, then killed and restarted, then a stub is killed.
 Latency is reported, not asserted (benchmarks measure speed); "never hangs" is asserted as no
-answer slower than 2 s while the clients' deadline is 10 s.
+answer slower than 2 s while the clients' deadline is 10 s. The lookup budget is raised to
+BUDGET_MS here: on a shared 2-core CI box a healthy read can take longer than the 20 ms production
+default, and these tests are about behaviour, not speed (benchmarks/faults.py runs the default).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from cascade.features.guard import BUDGET_ENV
 from cascade.features.redis_server import RedisServer
 from cascade.serving.server import TritonServer, TritonServerConfig
 from loadtests.timeline import ClosedLoop, summarize
@@ -28,6 +32,7 @@ pytestmark = pytest.mark.integration
 LOG = logging.getLogger(__name__)
 FULL_ANSWERS_WITHIN_S = 5.0  # issue 18: full answers again <= 5 s after the store returns
 NO_HANG_MS = 2000.0
+BUDGET_MS = "250"
 
 
 class Stack:
@@ -57,6 +62,8 @@ def stack(tiny_trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
                                redis_connection=redis.address).root
     redis.kill()  # the server below starts while the feature store is down
     http, grpc, metrics = free_ports(3)
+    previous = os.environ.get(BUDGET_ENV)
+    os.environ[BUDGET_ENV] = BUDGET_MS  # inherited by tritonserver and its stubs
     server = TritonServer(TritonServerConfig(
         model_repository=export / "model_repository", http_port=http, grpc_port=grpc, metrics_port=metrics,
         model_control_mode="explicit", load_models=["*"], stub_watchdog=True, exit_timeout_s=5,
@@ -70,6 +77,10 @@ def stack(tiny_trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
     finally:
         server.stop()
         redis.stop()
+        if previous is None:
+            os.environ.pop(BUDGET_ENV, None)
+        else:
+            os.environ[BUDGET_ENV] = previous
 
 
 def _report(name: str, row: dict) -> None:
@@ -80,12 +91,13 @@ def _report(name: str, row: dict) -> None:
 def test_started_while_redis_was_down_it_serves_degraded_then_full(stack: Stack) -> None:
     load = stack.load()
     time.sleep(1.5)
+    down_until = time.monotonic()
     stack.redis.start()  # back, empty
     stack.materialize()
     back = time.monotonic()
     time.sleep(FULL_ANSWERS_WITHIN_S + 1)
     samples = load.stop()
-    before = summarize(samples, samples[0].sent, back)
+    before = summarize(samples, samples[0].sent, down_until)
     row = summarize(samples, samples[0].sent, time.monotonic(), fault_end=back)
     _report("redis down at server start", row)
     assert row["failed"] == 0, row["error_samples"]
