@@ -50,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
             materialize(root / "sqlite")
             generate_feature_repo(root / "data", root / "redis_repo", online_store="redis", redis_connection=redis.address)
             materialize(root / "redis_repo")
-            timeouts = RedisTimeouts.serving(20)
+            timeouts = RedisTimeouts.serving(1000)
             readers = {"sqlite": OnlineUserReader(root / "sqlite", redis_timeouts=timeouts),
                        "redis": OnlineUserReader(root / "redis_repo", redis_timeouts=timeouts)}
-            guards = {k: FeatureGuard(r, GuardConfig()) for k, r in readers.items()}
+            # a 1 s budget: this measures the hand-off cost of the happy path, not timeouts of a busy box
+            guards = {k: FeatureGuard(r, GuardConfig(budget_ms=1000)) for k, r in readers.items()}
+            over_20ms = {k: 0 for k in readers}
             timings: dict[str, list[float]] = {f"{k}/{v}": [] for k in readers for v in ("direct", "guard")}
             rng = np.random.default_rng(0)
             for _ in range(args.rounds):
@@ -66,12 +68,14 @@ def main(argv: list[str] | None = None) -> int:
                     result = guards[store].get_many(uid)
                     timings[f"{store}/guard"].append(time.perf_counter() - t)
                     assert result.features is not None, result
+                    over_20ms[store] += result.elapsed_ms > 20.0
         finally:
             redis.stop()
     stats = {k: {"p50_us": round(float(np.percentile(v, 50)) * 1e6, 1), "p99_us": round(float(np.percentile(v, 99)) * 1e6, 1)}
              for k, v in timings.items()}
     ratios = {store: round(stats[f"{store}/guard"]["p50_us"] / stats[f"{store}/direct"]["p50_us"], 2) for store in ("sqlite", "redis")}
     result = {"benchmark": "guard", "rounds": args.rounds, "stats": stats, "p50_ratio_guard_over_direct": ratios,
+              "guarded_reads_over_20ms": over_20ms,
               "note": "shared 2-core box: absolute numbers are noisy",
               "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     Path(args.out).write_text(json.dumps(result, indent=2))

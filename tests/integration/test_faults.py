@@ -8,7 +8,7 @@ processes (SIGKILL/SIGSTOP to redis-server, SIGKILL to a Python-backend stub).
 Order matters (one server for the module): it is started while Redis is DOWN, then Redis comes
 back empty and is materialized, then paused, then killed and restarted, then a stub is killed.
 Latency is reported, not asserted (benchmarks measure speed); "never hangs" is asserted as no
-answer slower than 2 s while the clients' deadline is 10 s. The lookup budget is raised to
+answer slower than 3 s while the clients' deadline is 10 s. The lookup budget is raised to
 BUDGET_MS here: on a shared 2-core CI box a healthy read can take longer than the 20 ms production
 default, and these tests are about behaviour, not speed (benchmarks/faults.py runs the default).
 """
@@ -31,8 +31,8 @@ from loadtests.timeline import ClosedLoop, summarize
 pytestmark = pytest.mark.integration
 LOG = logging.getLogger(__name__)
 FULL_ANSWERS_WITHIN_S = 5.0  # issue 18: full answers again <= 5 s after the store returns
-NO_HANG_MS = 2000.0
-BUDGET_MS = "250"
+NO_HANG_MS = 3000.0
+BUDGET_MS = "1000"
 
 
 class Stack:
@@ -97,11 +97,11 @@ def test_started_while_redis_was_down_it_serves_degraded_then_full(stack: Stack)
     back = time.monotonic()
     time.sleep(FULL_ANSWERS_WITHIN_S + 1)
     samples = load.stop()
-    before = summarize(samples, samples[0].sent, down_until)
+    while_down = [s for s in samples if s.done < down_until]  # answered before Redis was started
     row = summarize(samples, samples[0].sent, time.monotonic(), fault_end=back)
     _report("redis down at server start", row)
     assert row["failed"] == 0, row["error_samples"]
-    assert before["requests"] and before["degraded_share"] == 1.0  # nothing known while down
+    assert while_down and all(s.ok and s.degraded for s in while_down)  # served, all flagged
     assert row["max_ms"] < NO_HANG_MS
     assert row["full_answers_after_s"] is not None and row["full_answers_after_s"] <= FULL_ANSWERS_WITHIN_S
 
