@@ -30,7 +30,7 @@ from cascade.workflows.dataset import DatasetInfo
 
 LOG = logging.getLogger(__name__)
 ARTIFACT_PARTS = ("workflow", "retrieval", "ranking", "index")
-STAGES = ("user_features", "query_tower", "retrieval", "item_features", "transform", "ranking", "business_logic")
+STAGES = ("candidates", "ranking", "business_logic")
 
 
 @dataclass(frozen=True)

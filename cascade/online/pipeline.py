@@ -1,5 +1,5 @@
 """The online pipeline in one process, without Triton: the same stage objects the Triton models
-wrap, chained in the ensemble's order. Used as the offline/online parity reference and as the
+(candidates, ranking, business_logic) run, chained in the ensemble's order. Used as the offline/online parity reference and as the
 latency floor in benchmarks."""
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from cascade.online.stages import (
     QueryTowerStage,
     RankingStage,
     RetrievalStage,
-    TransformStage,
     UserFeatureStage,
     load_workflow,
 )
@@ -49,11 +48,11 @@ class InProcessRecommender:
         self.query = QueryTowerStage(layout.user_tower, workflow)
         rules = BusinessRules.load(layout.root / RULES_IN_EXPORT)
         self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen)
-        self.items = ItemFeatureStage(layout.feature_repo, layout.index, workflow)
-        self.transform = TransformStage(workflow, layout.feature_repo)
+        # The item side is encoded once here (TransformStage inside ItemFeatureStage); no background
+        # refresh in process: the snapshot published at load is the one used.
+        self.items = ItemFeatureStage(layout.feature_repo, layout.index, workflow, refresh_seconds=0)
         self.ranking = RankingStage(layout.dlrm, workflow)
-        self.business = BusinessLogicStage(rules, manifest.version,
-                                           layout.feature_repo, workflow)
+        self.business = BusinessLogicStage(rules, manifest.version)
 
     @classmethod
     def load(cls, path: Path) -> "InProcessRecommender":
@@ -74,10 +73,9 @@ class InProcessRecommender:
         query = self.query.query(user.cat, user.cont, user.lists)
         rows = self.retrieval.retrieve(query, user.cold_start, user.seen_items, request.exclude_item_ids)
         features = self.items.gather(rows)
-        cat, cont, lists = self.transform.transform(features.raw, features.snapshot_version)
-        scores = self.ranking.score(user.cat, user.cont, user.lists, cat, cont, lists)
+        scores = self.ranking.score(user.cat, user.cont, user.lists, features.cat, features.cont, features.lists)
         selection = self.business.apply(
-            Candidates(features.item_ids, scores, features.categories, features.available),
+            Candidates(features.item_ids, scores, self.business.categories(features.category_keys), features.available),
             top_k=request.top_k,
             seen=user.seen_items,
             exclude=request.exclude_item_ids,

@@ -6,39 +6,25 @@ the latency floor). Artifacts are located through :class:`cascade.online.export_
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from cascade.business.config import BusinessRules
 from cascade.business.rules import Candidates, Selection, select
 from cascade.errors import InvalidInputError, UnavailableError
+from cascade.online.catalog import CandidateFeatures, CatalogRefresher, EncodedCatalog, category_key, prepare_catalog
 from cascade.online.onnx import OnnxModel
-from cascade.online.tensors import (
-    CatalogTensors,
-    EncodedLayout,
-    RawColumn,
-    RawLayout,
-    build_dictionaries,
-    decode_strings,
-    dictionary_columns,
-    encode_strings,
-    pack_encoded,
-    unpack_encoded,
-    unpack_raw,
-)
+from cascade.online.tensors import EncodedLayout, pack_encoded, unpack_encoded
 
 if TYPE_CHECKING:  # pragma: no cover
     from cascade.features.guard import GuardConfig
     from cascade.preprocessing import FittedWorkflow
 
 LOG = logging.getLogger(__name__)
-CATEGORY_COLUMN = "category"
 USER_ROW = "user_row"  # dlrm.onnx input (workflows/onnx_export.py)
-AVAILABLE_COLUMN = "available"
 
 
 def load_workflow(path: Path) -> "FittedWorkflow":
@@ -55,56 +41,6 @@ def encoded_layout(workflow: "FittedWorkflow", entity: str | None) -> EncodedLay
         continuous=tuple(s.name for s in specs if s.kind == "continuous" and not s.list_length),
         lists=tuple((s.name, int(s.list_length)) for s in specs if s.list_length),
     )
-
-
-def raw_layout(workflow: "FittedWorkflow", entity: str) -> RawLayout:
-    return RawLayout.from_columns(
-        RawColumn(c.name, c.dtype, c.is_list) for c in workflow.input_columns(entity)
-    )
-
-
-_DICTIONARY_CACHE: dict[tuple[str, str, tuple[str, ...]], dict[str, np.ndarray]] = {}
-_DICTIONARY_CACHE_SIZE = 4
-
-
-def snapshot_dictionaries(feature_repo: Path, version: str, names: tuple[str, ...],
-                          snapshot=None) -> dict[str, np.ndarray]:
-    """String dictionaries of item snapshot ``version`` (see :func:`cascade.online.tensors.string_dictionary`):
-    built from ``snapshot`` when it is that version, else from the published snapshot's Parquet
-    (only the ``names`` columns). Cached per process, so the in-process pipeline builds them once."""
-    if not version:  # "" = the latest published snapshot: only the load-time warm-up sends it (online/warmup.py)
-        from cascade.features.snapshot import latest_version
-
-        version = latest_version(feature_repo) or ""
-        if not version:
-            raise UnavailableError(f"no item snapshot published in {feature_repo}")
-    key = (str(feature_repo), version, tuple(names))  # callers pass a resolved path (no syscall per request)
-    hit = _DICTIONARY_CACHE.get(key)
-    if hit is not None:
-        return hit
-    if snapshot is not None and snapshot.version == version:
-        columns, lists = snapshot.columns, snapshot.list_columns
-    else:
-        import json
-
-        import pyarrow.parquet as pq
-
-        from cascade.features.repo import SNAPSHOT_DIR
-        from cascade.features.schema import numpy_column
-        from cascade.features.snapshot import ITEMS_FILE, META_FILE
-
-        folder = Path(feature_repo) / SNAPSHOT_DIR / version
-        if not (folder / ITEMS_FILE).is_file():
-            raise UnavailableError(f"item snapshot {version} is not in {folder.parent} (pruned or not published)")
-        lists = tuple(json.loads((folder / META_FILE).read_text()).get("list_columns", []))
-        present = [n for n in names if n in pq.read_schema(folder / ITEMS_FILE).names]
-        table = pq.read_table(folder / ITEMS_FILE, columns=present)
-        columns = {n: numpy_column(table.column(n), n in lists) for n in present}
-    out = build_dictionaries(columns, names, lists)
-    while len(_DICTIONARY_CACHE) >= _DICTIONARY_CACHE_SIZE:
-        _DICTIONARY_CACHE.pop(next(iter(_DICTIONARY_CACHE)))
-    _DICTIONARY_CACHE[key] = out
-    return out
 
 
 @dataclass(frozen=True)
@@ -151,13 +87,24 @@ class UserFeatureStage:
         """Several users: ONE online-store read and ONE workflow transform for all of them (the
         batching user_features stage); each user's encodings are rows [1, ...] of the batch."""
         ids = [int(u) for u in user_ids]
+        return self.encode_many(ids, *self.read_many(ids))
+
+    def read_many(self, user_ids: Sequence[int]) -> tuple[list, str | None, str | None]:
+        """The bounded Feast online-store read (phase ``feast``): per user its features or None, the
+        store error and the degraded reason (cascade.features.guard) when the read was late, failed
+        or refused by the open circuit (every user then answers cold start, degraded)."""
+        ids = [int(u) for u in user_ids]
         result = self.guard.get_many(ids)
         if result.features is None:  # degrade to cold-start answers rather than fail or wait
             LOG.debug("user feature lookup degraded (%s), answering cold start: %s", result.reason, result.error)
-            features: list = [None] * len(ids)
-        else:
-            batch = result.features
-            features = [batch[i] for i in range(len(ids))]
+            return [None] * len(ids), result.error, result.reason
+        batch = result.features  # both readers: one store read for all users
+        return [batch[i] for i in range(len(ids))], None, None
+
+    def encode_many(self, user_ids: Sequence[int], features: list, error: str | None = None,
+                    reason: str | None = None) -> list[EncodedUser]:
+        """The fitted workflow on the users' raw features (phase ``user_encode``)."""
+        ids = [int(u) for u in user_ids]
         columns = {c.name: self._column(c.name, c.is_list, ids, features) for c in self.inputs}
         encoded = self.workflow.transform_batch(columns, entity="user")
         cat, cont, lists = pack_encoded(encoded, self.layout, len(ids))
@@ -165,8 +112,8 @@ class UserFeatureStage:
         for b, f in enumerate(features):
             known = f is not None and f.known
             seen = f.seen_items.astype(np.int64, copy=False) if known else np.empty(0, dtype=np.int64)
-            reason = result.reason or (None if known else "cold_start")
-            out.append(EncodedUser(cat[b:b + 1], cont[b:b + 1], lists[b:b + 1], seen, not known, result.error, reason))
+            why = reason or (None if known else "cold_start")
+            out.append(EncodedUser(cat[b:b + 1], cont[b:b + 1], lists[b:b + 1], seen, not known, error, why))
         return out
 
     @classmethod
@@ -273,165 +220,55 @@ class RetrievalStage:
         return rows[keep][:wanted]
 
 
-@dataclass(frozen=True)
-class CandidateFeatures:
-    item_ids: np.ndarray  # int64 raw ids [N]
-    raw: dict[str, np.ndarray]  # packed raw tensors (item_int, item_float, item_str, item_list, item_list_widths)
-    category_codes: np.ndarray  # int64 [N] codes into the snapshot's category dictionary (0 = none)
-    available: np.ndarray  # bool [N]
-    snapshot_version: str
-    category_dictionary: np.ndarray  # object [V]
+class TransformStage:
+    """The fitted workflow on the item side, run ONCE per item snapshot over the whole catalog
+    (:func:`cascade.online.catalog.prepare_catalog`), not per request: the candidate path only
+    gathers encoded rows. The user side is encoded per request by :class:`UserFeatureStage`."""
 
-    @property
-    def categories(self) -> np.ndarray:
-        """object [N]: category str, None = no category."""
-        return decode_strings(self.category_codes, self.category_dictionary)
+    def __init__(self, workflow: "FittedWorkflow") -> None:
+        self.workflow = workflow
+        self.items = encoded_layout(workflow, "item")
 
-
-@dataclass(frozen=True)
-class _Catalog:
-    """One snapshot prepared for the hot path (swapped as a whole on refresh)."""
-
-    snapshot: object  # ItemSnapshot
-    tensors: CatalogTensors
-    category_codes: np.ndarray  # int64 [n_items]
-    category_dictionary: np.ndarray
-    available: np.ndarray  # bool [n_items]
-    rows_of_index: np.ndarray  # int64 [n_index]: snapshot row of each index row (-1 = not in the snapshot)
+    def encode_catalog(self, snapshot, index_item_ids: np.ndarray) -> EncodedCatalog:
+        return prepare_catalog(snapshot, self.workflow, index_item_ids, self.items)
 
 
 class ItemFeatureStage:
-    """Gathers candidate features by row from an in-memory snapshot of the Feast item view.
+    """Candidate features: encoded rows gathered by candidate row from the current
+    :class:`~cascade.online.catalog.EncodedCatalog` (one per item snapshot, prepared at load and,
+    on refresh, in a background thread; swapped by one assignment).
 
-    At snapshot load the whole catalog is packed once into the raw tensors (strings dictionary-
-    encoded to INT64 codes), so a request is a row gather: no per-candidate Python and no BYTES."""
+    The initial snapshot must load (no old one to keep serving); a later one that fails is rejected,
+    logged and reported to ``on_refresh_failure``. ``refresh_seconds`` <= 0: no background refresh."""
 
-    def __init__(self, feature_repo: Path, index_dir: Path, workflow: "FittedWorkflow", refresh_seconds: float = 30.0) -> None:
+    def __init__(self, feature_repo: Path, index_dir: Path, workflow: "FittedWorkflow", refresh_seconds: float = 30.0,
+                 on_refresh_failure: Callable[[str, BaseException], None] | None = None) -> None:
         from cascade.features.snapshot import ItemSnapshot
 
         self.feature_repo = Path(feature_repo).resolve()
         self.index_item_ids = np.load(index_dir / "item_ids.npy").astype(np.int64)
-        self.layout = raw_layout(workflow, "item")
-        self.dictionary_names = item_dictionary_names(self.layout)
-        self.refresh_seconds = refresh_seconds
-        self.catalog = self._prepare(ItemSnapshot.load_latest(feature_repo))
-        self._last_check = time.monotonic()
-        self.rejected_version: str | None = None  # the last published version that failed validation
-        self.refresh_failures = 0
+        self.transform = TransformStage(workflow)
+        initial = self._prepare(ItemSnapshot.load_latest(self.feature_repo))
+        self.refresher = CatalogRefresher(self.feature_repo, self._prepare, initial, refresh_seconds,
+                                          retry_s=max(60.0, 4 * refresh_seconds), on_failure=on_refresh_failure)
+        self.refresher.start()
+
+    def _prepare(self, snapshot) -> EncodedCatalog:
+        return self.transform.encode_catalog(snapshot, self.index_item_ids)
 
     @property
-    def snapshot(self):
-        return self.catalog.snapshot
+    def catalog(self) -> EncodedCatalog:
+        return self.refresher.catalog
 
-    def _prepare(self, snapshot) -> _Catalog:
-        dictionaries = snapshot_dictionaries(self.feature_repo, snapshot.version, self.dictionary_names, snapshot)
-        n = len(snapshot)
-        tensors = CatalogTensors.build(snapshot.version, snapshot.columns, self.layout, n, dictionaries)
-        category_dictionary = dictionaries.get(CATEGORY_COLUMN, np.empty(0, dtype=object))
-        category_codes = (
-            encode_strings(snapshot.columns[CATEGORY_COLUMN], category_dictionary)
-            if CATEGORY_COLUMN in snapshot.columns else np.zeros(n, dtype=np.int64)
-        )
-        available = (
-            np.asarray(snapshot.columns[AVAILABLE_COLUMN]).astype(bool)
-            if AVAILABLE_COLUMN in snapshot.columns else np.ones(n, dtype=bool)
-        )
-        rows_of_index = snapshot.rows_for(self.index_item_ids)  # once per snapshot, not per request
-        return _Catalog(snapshot, tensors, category_codes, category_dictionary, available, rows_of_index)
-
-    def maybe_refresh(self) -> str | None:
-        """Swap in a newer published snapshot (checked at most every ``refresh_seconds``)."""
-        from cascade.features.snapshot import ItemSnapshot
-
-        now = time.monotonic()
-        if now - self._last_check < self.refresh_seconds:
-            return None
-        self._last_check = now
-        newer = ItemSnapshot.newer_available(self.feature_repo, self.snapshot.version)
-        if newer is None or newer == self.rejected_version:
-            return None
-        try:  # a corrupt or half-written snapshot is rejected; the current one keeps serving
-            self.catalog = self._prepare(ItemSnapshot.load_latest(self.feature_repo))
-        except Exception as exc:  # noqa: BLE001 - any loader failure is a rejection, never a failed request
-            self.rejected_version, self.refresh_failures = newer, self.refresh_failures + 1
-            LOG.error("item snapshot %s rejected, still serving %s: %s", newer, self.snapshot.version, exc)
-            return None
-        return self.catalog.snapshot.version
+    @property
+    def snapshot_version(self) -> str:
+        return self.refresher.catalog.version
 
     def gather(self, candidate_rows: np.ndarray) -> CandidateFeatures:
-        catalog = self.catalog
-        snapshot = catalog.snapshot
-        candidate_rows = np.asarray(candidate_rows, dtype=np.int64).reshape(-1)
-        item_ids = self.index_item_ids[candidate_rows]
-        rows = catalog.rows_of_index[candidate_rows]
-        missing = rows < 0
-        any_missing = bool(missing.any())
-        safe_rows = np.where(missing, 0, rows) if any_missing else rows
-        if len(snapshot):
-            raw = catalog.tensors.gather(safe_rows, missing if any_missing else None, item_ids, self.layout)
-        else:  # empty snapshot: every candidate is missing
-            raw = _all_missing(item_ids, self.layout)
-        codes = catalog.category_codes[safe_rows] if len(snapshot) else np.zeros(len(item_ids), np.int64)
-        available = catalog.available[safe_rows] if len(snapshot) else np.zeros(len(item_ids), bool)
-        if any_missing:  # items not in the snapshot: null features, never recommended
-            codes = np.where(missing, 0, codes)
-            available = available & ~missing
-        return CandidateFeatures(item_ids, raw, codes, available, snapshot.version, catalog.category_dictionary)
+        return self.refresher.catalog.gather(candidate_rows)  # one read of the catalog per request
 
-
-def _warm_dictionaries(feature_repo: Path, names: tuple[str, ...]) -> None:
-    """Build the latest snapshot's dictionaries at load, not in the first request."""
-    from cascade.features.snapshot import latest_version
-
-    version = latest_version(feature_repo)
-    if version is not None:
-        try:
-            snapshot_dictionaries(feature_repo, version, names)
-        except UnavailableError as exc:  # pragma: no cover - racing a publish; built on first use
-            LOG.warning("dictionary warm-up skipped: %s", exc)
-
-
-def item_dictionary_names(layout: RawLayout) -> tuple[str, ...]:
-    names = dictionary_columns(layout)
-    return names if CATEGORY_COLUMN in names else names + (CATEGORY_COLUMN,)
-
-
-def _all_missing(item_ids: np.ndarray, layout: RawLayout) -> dict[str, np.ndarray]:
-    from cascade.online.tensors import INT_NULL
-
-    n = len(item_ids)
-    ints = np.full((n, len(layout.ints)), INT_NULL, dtype=np.int64)
-    if "item_id" in layout.ints:
-        ints[:, layout.ints.index("item_id")] = item_ids
-    return {
-        "item_int": ints,
-        "item_float": np.full((n, len(layout.floats)), np.nan),
-        "item_str": np.zeros((n, len(layout.strings)), np.int64),
-        "item_list": np.zeros((n, 0), np.int64),
-        "item_list_widths": np.zeros(len(layout.lists), np.int64),
-    }
-
-
-class TransformStage:
-    """The fitted workflow on the candidates (item entity). String codes are decoded with the
-    dictionaries of the request's item-snapshot version. Only the candidates' item-entity encodings
-    leave this stage: the user's encodings (one row) go to ``ranking`` straight from
-    ``user_features`` and are broadcast there, in process, instead of crossing two more stage
-    boundaries as N identical rows (the [N, 50] history list alone was ~120 KB per request)."""
-
-    def __init__(self, workflow: "FittedWorkflow", feature_repo: Path) -> None:
-        self.workflow = workflow
-        self.feature_repo = Path(feature_repo).resolve()
-        self.raw = raw_layout(workflow, "item")
-        self.dictionary_names = item_dictionary_names(self.raw)
-        _warm_dictionaries(feature_repo, self.dictionary_names)
-        self.items = encoded_layout(workflow, "item")
-
-    def transform(self, raw: dict[str, np.ndarray], snapshot_version: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        dictionaries = snapshot_dictionaries(self.feature_repo, snapshot_version, self.dictionary_names)
-        items = self.workflow.transform_batch(unpack_raw(raw, self.raw, dictionaries), entity="item")
-        n = len(next(iter(items.values()))) if items else int(np.asarray(raw["item_int"]).shape[0])
-        return pack_encoded(items, self.items, n)
+    def close(self) -> None:
+        self.refresher.stop()
 
 
 class RankingStage:
@@ -480,21 +317,22 @@ class RankingStage:
 
 
 class BusinessLogicStage:
-    def __init__(self, rules: BusinessRules, export_version: str, feature_repo: Path | None = None,
-                 workflow: "FittedWorkflow | None" = None) -> None:
-        self.rules = rules
-        self.export_version = export_version
-        self.feature_repo = Path(feature_repo).resolve() if feature_repo is not None else None
-        self.dictionary_names = item_dictionary_names(raw_layout(workflow, "item")) if workflow is not None else (CATEGORY_COLUMN,)
-        if feature_repo is not None:
-            _warm_dictionaries(feature_repo, self.dictionary_names)
+    """Business rules on the ranked candidates. Categories arrive as stable int64 keys
+    (:func:`cascade.online.catalog.category_key`), so no string crosses stages and no dictionary is
+    rebuilt per snapshot: caps compare keys and category boosts are re-keyed once at load."""
 
-    def categories(self, codes: np.ndarray, snapshot_version: str) -> np.ndarray:
-        """Category codes (item_features) -> object [N] of str / None, via the snapshot's dictionary."""
-        if self.feature_repo is None:
-            raise UnavailableError("business_logic: no feature_repo configured to decode category codes")
-        dictionaries = snapshot_dictionaries(self.feature_repo, snapshot_version, self.dictionary_names)
-        return decode_strings(codes, dictionaries.get(CATEGORY_COLUMN, np.empty(0, dtype=object)))
+    def __init__(self, rules: BusinessRules, export_version: str) -> None:
+        self.rules = rules.model_copy(update={"category_boosts": {
+            str(category_key(name)): boost for name, boost in rules.category_boosts.items()}})
+        self.export_version = export_version
+
+    @staticmethod
+    def categories(keys: np.ndarray) -> np.ndarray:
+        """Category keys -> object [N] as the rules take them (None = no category)."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        out = keys.astype(object)
+        out[keys == 0] = None
+        return out
 
     def model_version(self, snapshot_version: str) -> str:
         return f"{self.export_version}+items.{snapshot_version}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,6 +30,10 @@ import numpy as np
 from cascade.errors import CascadeError, triton_code_name
 
 STAGE_ERRORS_METRIC = "cascade_stage_errors_total"
+PHASE_METRIC = "cascade_phase_seconds"
+# Seconds; a phase of one execution spans ~20 us (a gather) to tens of ms (a 1M-item retrieval).
+PHASE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+PHASE_PENDING_LIMIT = 50_000  # observations buffered between flushes beyond this are dropped
 METRIC_FLUSH_SECONDS = 0.2  # business-outcome counters reach /metrics at most this late
 
 
@@ -128,6 +133,27 @@ class StageModel(ABC):
             self._flusher = MetricFlusher(METRIC_FLUSH_SECONDS, self.logger)
         return self._flusher.add(BufferedCounter(family.Metric(labels={"stage": self.stage_name, **(labels or {})})))
 
+    def phases(self, *names: str) -> "PhaseClock":
+        """Histograms ``cascade_phase_seconds{model, phase}`` for the phases of a merged model: seconds
+        per execution of each phase (a dynamic batch of B requests is one observation). Like the
+        counters, observations are buffered and sent by the flusher thread (each ``observe`` is a
+        blocking round trip to the server)."""
+        if self.context.parameter("phase_metrics", "true").lower() == "false":  # A/B of their cost
+            return PhaseClock({name: _NoHistogram() for name in names})
+        pb_utils = _pb_utils()
+        family = self._families.get(PHASE_METRIC)
+        if family is None:
+            family = pb_utils.MetricFamily(name=PHASE_METRIC, description="Seconds per execution of each phase of a cascade model",
+                                           kind=pb_utils.MetricFamily.HISTOGRAM)
+            self._families[PHASE_METRIC] = family
+        if self._flusher is None:
+            self._flusher = MetricFlusher(METRIC_FLUSH_SECONDS, self.logger)
+        return PhaseClock({
+            name: self._flusher.add(BufferedHistogram(
+                family.Metric(labels={"model": self.context.name, "phase": name}, buckets=list(PHASE_BUCKETS))))
+            for name in names
+        })
+
     def _count_error(self, code: str) -> None:
         metric = self._error_metrics.get(code)
         if metric is None:
@@ -202,17 +228,61 @@ class BufferedCounter:
             self.metric.increment(value)
 
 
+class BufferedHistogram:
+    """Observations kept locally; :class:`MetricFlusher` sends them to the Triton histogram."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._pending: list[float] = []
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            if len(self._pending) < PHASE_PENDING_LIMIT:
+                self._pending.append(value)
+            else:
+                self.dropped += 1
+
+    def flush(self) -> None:
+        with self._lock:
+            values, self._pending = self._pending, []
+        for value in values:
+            self.metric.observe(value)
+
+
+class _NoHistogram:
+    def observe(self, value: float) -> None:
+        pass
+
+
+class PhaseClock:
+    """Times consecutive phases of one execution: ``start()``, then ``lap(phase)`` after each."""
+
+    def __init__(self, histograms: Mapping[str, Any]) -> None:
+        self.histograms = dict(histograms)
+        self._t = 0.0
+
+    def start(self) -> None:
+        self._t = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.histograms[phase].observe(now - self._t)
+        self._t = now
+
+
 class MetricFlusher:
     """A daemon thread that flushes its counters every ``interval_s`` and once more at stop."""
 
     def __init__(self, interval_s: float, logger: Any) -> None:
-        self.counters: list[BufferedCounter] = []
+        self.counters: list[BufferedCounter | BufferedHistogram] = []
         self.logger = logger
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="cascade-metrics", daemon=True)
         self._thread.start()
 
-    def add(self, counter: BufferedCounter) -> BufferedCounter:
+    def add(self, counter: Any) -> Any:
         self.counters.append(counter)
         return counter
 

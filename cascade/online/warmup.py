@@ -8,15 +8,13 @@ request is a normal one.
 
 The samples are valid requests of each stage with the export's dataset-dependent widths (encoded
 feature counts, embedding size, candidate count): zeros (= null / padding codes, catalog row 0,
-an unknown user), ``top_k`` from a one-value file, and an empty ``snapshot_version``, which the
-stages read as "the latest published item snapshot" (a version fixed at export time could be
-pruned by later materializations, and a failing warm-up would fail the model load).
+an unknown user), ``top_k`` from a one-value file, and an empty ``snapshot_version`` (business_logic
+only echoes it into ``model_version``; ranking gathers from the snapshot it prepared at load).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -37,43 +35,21 @@ class WarmupInput:
 
 def stage_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
     """One warm-up sample per stage model of the export at ``layout``."""
-    import faiss
-
-    from cascade.online.stages import encoded_layout, load_workflow, raw_layout
+    from cascade.online.stages import encoded_layout, load_workflow
 
     workflow = load_workflow(layout.workflow)
     manifest = layout.manifest()
-    user, item, raw = encoded_layout(workflow, "user"), encoded_layout(workflow, "item"), raw_layout(workflow, "item")
+    user = encoded_layout(workflow, "user")
     n_items = int(np.load(layout.index / "item_ids.npy", mmap_mode="r").shape[0])
-    dim = int(faiss.read_index(str(layout.index / "items.faiss"), faiss.IO_FLAG_MMAP).d)
     n = max(1, min(manifest.n_candidates, n_items))
     top_k = np.array([min(WARMUP_TOP_K, MAX_TOP_K, n)], dtype=np.int32)
-    user_inputs = [
-        WarmupInput("user_cat", "TYPE_INT64", (len(user.categorical),)),
-        WarmupInput("user_cont", "TYPE_FP32", (len(user.continuous),)),
-        WarmupInput("user_lists", "TYPE_INT64", (user.list_width,)),
-    ]
     return {
-        "user_features": [WarmupInput("user_id", "TYPE_INT64", (1,)), WarmupInput("top_k", "TYPE_INT32", (1,), top_k)],
-        "query_tower": user_inputs,
-        "retrieval": [
-            WarmupInput("query", "TYPE_FP32", (dim,)),
-            WarmupInput("cold_start", "TYPE_BOOL", (1,)),
-            WarmupInput("seen_items", "TYPE_INT64", (1,)),
-        ],
-        "item_features": [WarmupInput("candidate_rows", "TYPE_INT64", (n,))],
-        "transform": [
-            WarmupInput("item_int", "TYPE_INT64", (n, len(raw.ints))),
-            WarmupInput("item_float", "TYPE_FP64", (n, len(raw.floats))),
-            WarmupInput("item_str", "TYPE_INT64", (n, len(raw.strings))),
-            WarmupInput("item_list", "TYPE_INT64", (n, 0)),  # every list empty: widths all 0
-            WarmupInput("item_list_widths", "TYPE_INT64", (len(raw.lists),)),
-            WarmupInput("snapshot_version", "TYPE_STRING", (1,)),
-        ],
-        "ranking": user_inputs + [
-            WarmupInput("rank_cat", "TYPE_INT64", (n, len(item.categorical))),
-            WarmupInput("rank_cont", "TYPE_FP32", (n, len(item.continuous))),
-            WarmupInput("rank_lists", "TYPE_INT64", (n, item.list_width)),
+        "candidates": [WarmupInput("user_id", "TYPE_INT64", (1,)), WarmupInput("top_k", "TYPE_INT32", (1,), top_k)],
+        "ranking": [
+            WarmupInput("user_cat", "TYPE_INT64", (len(user.categorical),)),
+            WarmupInput("user_cont", "TYPE_FP32", (len(user.continuous),)),
+            WarmupInput("user_lists", "TYPE_INT64", (user.list_width,)),
+            WarmupInput("candidate_rows", "TYPE_INT64", (n,)),
         ],
         "business_logic": [
             WarmupInput("candidate_item_ids", "TYPE_INT64", (n,)),

@@ -223,9 +223,37 @@ def test_business_and_stage_error_metrics(raw, client, recommend_server, sample_
         _counter(before, "cascade_degraded_total", reason="cold_start") + 1
     assert any(line.startswith("cascade_degraded_total{") and 'reason="circuit_open"' in line
                for line in after.splitlines())  # every reason is exported from the start (at 0)
-    assert _counter(after, "cascade_stage_errors_total", stage="user_features", code="INVALID_ARG") >= \
-        _counter(before, "cascade_stage_errors_total", stage="user_features", code="INVALID_ARG") + 1
-    assert 'nv_inference_request_success{model="retrieval"' in after
+    assert _counter(after, "cascade_stage_errors_total", stage="candidates", code="INVALID_ARG") >= \
+        _counter(before, "cascade_stage_errors_total", stage="candidates", code="INVALID_ARG") + 1
+    assert 'nv_inference_request_success{model="candidates"' in after
+
+
+PHASES = {"candidates": ("validate", "feast", "user_encode", "query_tower", "retrieval"),
+          "ranking": ("item_features", "ranking"), "business_logic": ("business_logic",)}
+
+
+def test_merged_models_report_each_phase_in_a_histogram(client, recommend_server, sample_users):
+    """Feast lookup, retrieval, ranking and the business logic stay observable inside the merged
+    models: cascade_phase_seconds{model, phase} is a Prometheus histogram (Python backend metrics
+    API, HISTOGRAM kind, on the bundled 2.51 binary) that counts every execution of each phase."""
+    def counts(text: str) -> dict[tuple[str, str], float]:
+        return {(m, p): _counter(text, "cascade_phase_seconds_count", model=m, phase=p)
+                for m, phases in PHASES.items() for p in phases}
+
+    before = counts(_metrics(recommend_server.metrics_url))
+    for user in sample_users[:3]:
+        client.recommend(user, k=5)
+    deadline = time.monotonic() + 5
+    while True:
+        text = _metrics(recommend_server.metrics_url)
+        after = counts(text)
+        if all(after[k] >= before[k] + 1 for k in after) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert all(after[k] >= before[k] + 1 for k in after), {k: after[k] - before[k] for k in after}
+    assert 'cascade_phase_seconds_bucket{model="ranking",phase="ranking",le="0.001"}' in text.replace(
+        'le="0.001000"', 'le="0.001"')
+    assert _counter(text, "cascade_phase_seconds_sum", model="ranking", phase="ranking") > 0
 
 
 def test_newer_item_snapshot_is_picked_up_without_restart(client, recommend_server, sample_users):
@@ -273,7 +301,7 @@ def test_concurrent_requests_batched_by_the_stages_get_their_own_answers(raw, re
             return None
         return user, local.client.recommend(user, k=10)
 
-    stages = ("user_features", "ranking", "business_logic")
+    stages = ("candidates", "ranking", "business_logic")
     before = {m: _counts(raw, m) for m in stages}
     try:
         with ThreadPoolExecutor(16) as pool:

@@ -14,7 +14,7 @@ from cascade.online.warmup import WARMUP_DIR, stage_warmups
 
 pytestmark = pytest.mark.integration
 
-STAGES = ("user_features", "query_tower", "retrieval", "item_features", "transform", "ranking", "business_logic")
+STAGES = ("candidates", "ranking", "business_logic")
 
 
 def _config(path) -> model_config_pb2.ModelConfig:
@@ -51,9 +51,10 @@ def test_query_and_ranking_widths_follow_the_dataset(tiny_export) -> None:
     _, export_root = tiny_export
     layout = ExportLayout(export_root)
     user = encoded_layout(load_workflow(layout.workflow), "user")
-    sample = _config(layout.model_repository / "query_tower" / "config.pbtxt").model_warmup[0]
+    sample = _config(layout.model_repository / "ranking" / "config.pbtxt").model_warmup[0]
     assert list(sample.inputs["user_cat"].dims) == [len(user.categorical)]
     assert list(sample.inputs["user_lists"].dims) == [user.list_width]
+    assert list(sample.inputs["candidate_rows"].dims) == [min(layout.manifest().n_candidates, 250)]
 
 
 def test_a_fresh_server_ran_exactly_one_warmup_per_stage_before_ready(tiny_export, tmp_path) -> None:

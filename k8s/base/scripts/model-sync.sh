@@ -6,7 +6,7 @@
 #                           /export links to it and load the models through Triton's explicit
 #                           model control API (restricted: header admin-key: $ADMIN_KEY);
 #                         * a newer item snapshot was published (materialization CronJob): fetch
-#                           it into the served feature_repo/item_snapshot/; the item_features stage
+#                           it into the served feature_repo/item_snapshot/; the ranking model
 #                           swaps it in within its refresh_seconds (no reload).
 #
 # S3:      s3://$EXPORT_BUCKET/$EXPORT_PREFIX/<version>/{export.json,model_repository/,artifacts/,feature_repo/}

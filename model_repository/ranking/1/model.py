@@ -1,32 +1,66 @@
-"""ranking: DLRM on ONNX Runtime, CUDA execution provider on KIND_GPU instances (see config.pbtxt)."""
+"""ranking: gather the candidates' encoded item rows (encoded once per item snapshot) and score
+them with the DLRM on ONNX Runtime, CUDA execution provider on KIND_GPU instances (see config.pbtxt)."""
 
 import numpy as np
 
-from cascade.online.stages import RankingStage, load_workflow
+from cascade.online.stages import ItemFeatureStage, RankingStage, load_workflow
 from cascade.online.triton import StageContext, StageModel
+
+PHASES = ("item_features", "ranking")
+SNAPSHOT_FAILURES_METRIC = "cascade_snapshot_refresh_failures_total"
 
 
 class TritonPythonModel(StageModel):
     stage_name = "ranking"
 
     def build(self, context: StageContext) -> None:
-        self.stage = RankingStage(
-            context.export_path("onnx"),
-            load_workflow(context.export_path("workflow")),
-            intra_op_threads=int(context.parameter("intra_op_threads", "1")),
-            device=context.device,
-            device_id=context.device_id,
+        workflow = load_workflow(context.export_path("workflow"))
+        failures = self.counter(SNAPSHOT_FAILURES_METRIC, "Item snapshots rejected at refresh (the old one kept serving)")
+
+        def rejected(version: str, error: BaseException) -> None:
+            failures.increment(1)
+            self.logger.log_error(f"ranking: item snapshot {version} rejected, old one keeps serving: "
+                                  f"{type(error).__name__}: {error}")
+
+        self.items = ItemFeatureStage(
+            context.export_path("feature_repo"), context.export_path("index"), workflow,
+            refresh_seconds=float(context.parameter("refresh_seconds", "30")), on_refresh_failure=rejected,
         )
-        self.logger.log_info(f"ranking: providers {self.stage.model.providers}")
+        self.stage = RankingStage(
+            context.export_path("onnx"), workflow,
+            intra_op_threads=int(context.parameter("intra_op_threads", "1")),
+            device=context.device, device_id=context.device_id,
+        )
+        self.clock = self.phases(*PHASES)
+        catalog = self.items.catalog
+        self.logger.log_info(f"ranking: providers {self.stage.model.providers}; item snapshot {catalog.version} "
+                             f"({len(catalog)} items) encoded in {catalog.prepare_seconds:.2f} s")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.run_batch([inputs])[0]
 
     def run_batch(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """user_* [1, ...] and rank_* [1, N, ...] per request -> ranking_scores [1, N]; the whole
-        batch is one ONNX Runtime call (each candidate row points at its request's user row)."""
+        """user_* [1, ...] and candidate_rows [1, N] per request -> scores and the candidates'
+        ids/category keys/availability [1, N]; the whole batch is one ONNX Runtime call."""
+        clock = self.clock
+        clock.start()
+        catalog = self.items.catalog  # one snapshot for the whole batch, even if a swap happens meanwhile
+        features = [catalog.gather(i["candidate_rows"]) for i in batch]
+        clock.lap("item_features")
         scores = self.stage.score_many(
             [(i["user_cat"], i["user_cont"], i["user_lists"]) for i in batch],
-            [(i["rank_cat"][0], i["rank_cont"][0], i["rank_lists"][0]) for i in batch],
+            [(f.cat, f.cont, f.lists) for f in features],
         )
-        return [{"ranking_scores": s[np.newaxis]} for s in scores]
+        clock.lap("ranking")
+        version = np.array([[catalog.version.encode()]], dtype=object)
+        return [{
+            "ranking_scores": s[np.newaxis],
+            "candidate_item_ids": f.item_ids[np.newaxis],
+            "item_category": f.category_keys[np.newaxis],
+            "item_available": f.available[np.newaxis],
+            "snapshot_version": version,
+        } for s, f in zip(scores, features)]
+
+    def finalize(self) -> None:
+        self.items.close()
+        super().finalize()

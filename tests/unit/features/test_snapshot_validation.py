@@ -116,8 +116,10 @@ def test_the_stage_keeps_serving_the_old_snapshot(tmp_path: Path) -> None:
     item_ids = pq.read_table(data / "items.parquet", columns=["item_id"]).column("item_id").to_numpy()
     np.save(index / "item_ids.npy", item_ids.astype(np.int64))
     workflow = fit_workflow(data, tmp_path / "workflow", progress=False)
-    stage = ItemFeatureStage(repo, index, workflow, refresh_seconds=0)
-    good = stage.snapshot.version
+    rejected: list[tuple[str, str]] = []
+    stage = ItemFeatureStage(repo, index, workflow, refresh_seconds=0,
+                             on_refresh_failure=lambda version, exc: rejected.append((version, str(exc))))
+    good = stage.snapshot_version
     before = stage.gather(np.arange(len(item_ids)))
 
     bad_version = "99999999T" + good.split("T", 1)[1]  # sorts after: "newer"
@@ -126,9 +128,9 @@ def test_the_stage_keeps_serving_the_old_snapshot(tmp_path: Path) -> None:
     (bad / ITEMS_FILE).write_bytes((bad / ITEMS_FILE).read_bytes()[:100])  # half-written
     (repo / SNAPSHOT_DIR / LATEST).write_text(bad_version + "\n")
 
-    assert stage.maybe_refresh() is None
-    assert stage.snapshot.version == good and stage.refresh_failures == 1 and stage.rejected_version == bad_version
+    assert stage.refresher.check() is None  # what the background thread runs every refresh_seconds
+    assert stage.snapshot_version == good and stage.refresher.failures == 1
+    assert rejected and rejected[0][0] == bad_version and "truncated or half-written" in rejected[0][1]
     after = stage.gather(np.arange(len(item_ids)))
     np.testing.assert_array_equal(after.item_ids, before.item_ids)
-    assert after.snapshot_version == good
-    assert stage.maybe_refresh() is None and stage.refresh_failures == 1  # not retried every poll
+    assert stage.refresher.check() is None and stage.refresher.failures == 1  # not retried every poll

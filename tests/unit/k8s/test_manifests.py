@@ -27,7 +27,7 @@ CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
 # Oldest EKS version we target, and the validator's newest schema.
 K8S_VERSIONS = ("1.31.0", "1.37.0")
 
-STAGES = ("user_features", "query_tower", "retrieval", "item_features", "transform", "ranking", "business_logic")
+STAGES = ("candidates", "ranking", "business_logic")
 TRITON_METRICS = frozenset({
     "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
     "nv_inference_exec_count", "nv_inference_queue_duration_us", "nv_inference_compute_input_duration_us",
@@ -37,7 +37,7 @@ TRITON_METRICS = frozenset({
 })
 CASCADE_METRICS = frozenset({
     "cascade_candidates_retrieved_total", "cascade_candidates_filtered_total", "cascade_cold_start_total",
-    "cascade_degraded_total", "cascade_stage_errors_total",
+    "cascade_degraded_total", "cascade_stage_errors_total", "cascade_phase_seconds_bucket",
 })
 METRIC_NAME = re.compile(r"\b((?:nv|cascade)_[a-z0-9_]+)")
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}

@@ -48,31 +48,6 @@ def test_online_read_matches_the_sdk(repo_and_users) -> None:
         assert fast.recent_items.dtype == np.int64 and fast.seen_items.dtype == np.int64
 
 
-def test_snapshot_dictionaries_agree_between_the_stages(repo_and_users) -> None:
-    """item_features builds the dictionaries from its in-memory snapshot; transform and
-    business_logic rebuild them from the published Parquet: both must give the same codes."""
-    from cascade.features.snapshot import ItemSnapshot
-    from cascade.online import stages
-    from cascade.online.tensors import decode_strings, encode_strings
-
-    repo_dir, _ = repo_and_users
-    snapshot = ItemSnapshot.load_latest(repo_dir)
-    names = tuple(n for n in ("category", "brand", "genres") if n in snapshot.columns)
-    assert names
-    stages._DICTIONARY_CACHE.clear()
-    from_memory = stages.snapshot_dictionaries(repo_dir.resolve(), snapshot.version, names, snapshot)
-    stages._DICTIONARY_CACHE.clear()
-    from_parquet = stages.snapshot_dictionaries(repo_dir.resolve(), snapshot.version, names)
-    assert from_memory.keys() == from_parquet.keys()
-    for name in from_memory:
-        assert from_memory[name].tolist() == from_parquet[name].tolist()
-    if "category" in from_memory:
-        values = snapshot.columns["category"]
-        decoded = decode_strings(encode_strings(values, from_memory["category"]), from_parquet["category"])
-        assert decoded.tolist() == [None if v is None else str(v) for v in values.tolist()]
-
-
-
 def test_a_batch_of_users_encodes_like_each_user_alone(tmp_path: Path) -> None:
     """The batching user_features stage reads and encodes B users at once (one store read, one
     workflow transform): each user's rows must equal that user's lone lookup, known or not."""

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cascade.errors import InvalidInputError
-from cascade.online.triton import BufferedCounter, MetricFlusher, StageModel
+from cascade.online.triton import PHASE_BUCKETS, BufferedCounter, BufferedHistogram, MetricFlusher, StageModel
 
 
 class _Tensor:
@@ -43,21 +43,29 @@ class _Error:
 
 
 class _Metric:
-    def __init__(self, labels: dict[str, str]) -> None:
-        self.labels, self.value = labels, 0.0
+    def __init__(self, labels: dict[str, str], buckets: list[float] | None = None) -> None:
+        self.labels, self.value, self.buckets, self.observed = labels, 0.0, buckets, []
 
     def increment(self, value: float) -> None:
         self.value += value
 
+    def observe(self, value: float) -> None:
+        self.observed.append(value)
+
 
 class _Family:
-    COUNTER = "counter"
+    COUNTER, HISTOGRAM = "counter", "histogram"
+    families: list["_Family"] = []
 
     def __init__(self, name: str, description: str, kind: str) -> None:
+        self.name, self.kind = name, kind
         self.metrics: list[_Metric] = []
+        _Family.families.append(self)
 
-    def Metric(self, labels: dict[str, str]) -> _Metric:  # noqa: N802 - pb_utils' spelling
-        metric = _Metric(labels)
+    def Metric(self, labels: dict[str, str], buckets: list[float] | None = None) -> _Metric:  # noqa: N802
+        if (buckets is not None) != (self.kind == self.HISTOGRAM):  # the real API: buckets iff histogram
+            raise ValueError("buckets are required for (and only for) a histogram")
+        metric = _Metric(labels, buckets)
         self.metrics.append(metric)
         return metric
 
@@ -191,3 +199,43 @@ def test_flusher_thread_sends_pending_counts_and_stops() -> None:
     counter.increment(1)
     flusher.stop()
     assert metric.value == 5 and not flusher._thread.is_alive()
+
+
+def test_phases_are_histograms_per_model_and_phase_sent_by_the_flusher(pb_utils) -> None:
+    class TwoPhases(Doubler):
+        def build(self, context) -> None:
+            super().build(context)
+            self.clock = self.phases("double", "check")
+
+        def run(self, inputs):
+            self.clock.start()
+            out = super().run(inputs)
+            self.clock.lap("double")
+            self.clock.lap("check")
+            return out
+
+    model = TwoPhases()
+    model.initialize({"model_config": json.dumps({"input": [{"name": "x", "data_type": "TYPE_INT64"}],
+                                                  "output": [{"name": "y", "data_type": "TYPE_FP32"}]}),
+                      "model_name": "doubler", "model_repository": "/nonexistent/doubler", "model_version": "1"})
+    model.execute([_Request(x=np.array([[1]]))])
+    model.execute([_Request(x=np.array([[2]]))])
+    model.finalize()
+    family = next(f for f in reversed(_Family.families) if f.name == "cascade_phase_seconds")
+    assert family.kind == _Family.HISTOGRAM
+    by_phase = {m.labels["phase"]: m for m in family.metrics}
+    assert set(by_phase) == {"double", "check"} and {m.labels["model"] for m in family.metrics} == {"doubler"}
+    for metric in by_phase.values():
+        assert len(metric.observed) == 2 and all(0 <= v < 1 for v in metric.observed)
+        assert metric.buckets == list(PHASE_BUCKETS)
+
+
+def test_buffered_histogram_keeps_every_value_until_flushed() -> None:
+    metric = _Metric({}, buckets=[1.0])
+    histogram = BufferedHistogram(metric)
+    for value in (0.1, 0.2, 0.3):
+        histogram.observe(value)
+    assert metric.observed == []
+    histogram.flush()
+    histogram.flush()
+    assert metric.observed == [0.1, 0.2, 0.3]
