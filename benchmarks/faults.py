@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> dict:
     rows: list[dict] = []
     redis.kill()
     http, grpc, metrics_port = free_ports(3)
-    os.environ.setdefault("CASCADE_ITEM_FEATURES_REFRESH_SECONDS", "1")
+    os.environ.setdefault("CASCADE_RANKING_REFRESH_SECONDS", "1")
     server = TritonServer(TritonServerConfig(
         model_repository=export / "model_repository", http_port=http, grpc_port=grpc, metrics_port=metrics_port,
         model_control_mode="explicit", load_models=["*"], stub_watchdog=True, exit_timeout_s=5,

@@ -58,6 +58,12 @@ class GuardConfig:
             raise InvalidInputError(f"breaker_open_seconds must be in (0, 600] s, got {self.open_seconds}")
 
     @classmethod
+    def from_env(cls) -> "GuardConfig":
+        """Defaults, with the budget from ``CASCADE_FEATURE_BUDGET_MS`` when set."""
+        budget = os.environ.get(BUDGET_ENV)
+        return cls(budget_ms=_number("feature_budget_ms", budget, float)) if budget else cls()
+
+    @classmethod
     def from_parameters(cls, parameter: Callable[[str, str], str]) -> "GuardConfig":
         """From a stage's ``parameter(key, default)`` (config.pbtxt, overridden by the environment)."""
         defaults = cls()

@@ -65,7 +65,7 @@ class UserFeatureStage:
         from cascade.features.online import UserFeatureReader
         from cascade.features.redis_config import RedisTimeouts
 
-        guard = guard or GuardConfig()
+        guard = guard or GuardConfig.from_env()
         timeouts = RedisTimeouts.serving(guard.budget_ms)
         if reader == "online_read":  # Feast's online-store API, no SDK per-call overhead (feast_fast.py)
             from cascade.online.feast_fast import OnlineUserReader

@@ -130,6 +130,7 @@ def test_bad_guard_settings_are_named(field: str, value: float) -> None:
 
 
 def test_guard_config_from_stage_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CASCADE_FEATURE_BUDGET_MS", raising=False)
     params = {"feature_budget_ms": "35", "breaker_failures": "4"}
     config = GuardConfig.from_parameters(lambda key, default: params.get(key, default))
     assert (config.budget_ms, config.failure_threshold, config.open_seconds) == (35.0, 4, 0.5)
