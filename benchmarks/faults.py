@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 
 from loadtests.timeline import ClosedLoop, summarize  # noqa: E402
 
-SMALL = dict(n_users=2000, n_items=1000, n_interactions=60_000, seed=18, test_fraction=0.1, n_categories=12, n_brands=40)
+SMALL = dict(n_users=1000, n_items=500, n_interactions=30_000, seed=18, test_fraction=0.1, n_categories=12, n_brands=40)
 
 
 def log(msg: str) -> None:

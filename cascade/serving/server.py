@@ -256,7 +256,11 @@ class TritonServer:
                     from cascade.serving.stubs import StubWatchdog
 
                     policy = "reload" if self.config.model_control_mode == "explicit" else "exit"
-                    self.watchdog = StubWatchdog(self._process.pid, self.http_url, policy=policy).start()
+                    self.watchdog = StubWatchdog(self._process.pid, self.http_url, policy=policy)
+                    key = getattr(self.config, "admin_key", None)  # a restricted repository API (r3-image)
+                    if key:
+                        self.watchdog.admin_key = key
+                    self.watchdog.start()
                 return self.ready_seconds
             if time.monotonic() >= deadline:
                 self.stop()
