@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> dict:
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data, artifacts = prepare(args, work)
-    redis = RedisServer(work / "redis").start()
-    export = export_repository(data, work / "export", artifacts_dir=artifacts, online_store="redis",
+    redis = RedisServer(work / "redis-soak").start()
+    export = export_repository(data, work / "export-soak", artifacts_dir=artifacts, online_store="redis",
                                redis_connection=redis.address, force=True).root
     users = sorted(int(u) for u in pd.read_parquet(data / "train.parquet", columns=["user_id"])["user_id"].unique())
     http, grpc, metrics_port = free_ports(3)
@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-s", type=float, default=10.0)
     parser.add_argument("--warmup-s", type=float, default=60.0, help="samples before this are not in the slope")
     parser.add_argument("--data", help="canonical dataset folder (default: a small synthetic one)")
-    parser.add_argument("--work", default=str(ROOT / "build" / "bench" / "soak"))
+    parser.add_argument("--work", default=str(ROOT / "build" / "bench" / "faults"),
+                        help="shares the dataset and trained artifacts of benchmarks/faults.py")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "soak.json"))
     args = parser.parse_args(argv)
     result = run(args)
