@@ -230,8 +230,11 @@ def run(args: argparse.Namespace) -> dict:
         items.write_bytes(items.read_bytes()[: items.stat().st_size // 2])
         start = time.monotonic()
         (snapshots / LATEST).write_text(bad + "\n")
-        time.sleep(3.0)
-        failures = metric(server.metrics_url, "cascade_snapshot_refresh_failures_total") - failures_before
+        deadline = time.monotonic() + 15  # the refresher polls every CASCADE_RANKING_REFRESH_SECONDS
+        failures = 0.0
+        while failures < 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            failures = metric(server.metrics_url, "cascade_snapshot_refresh_failures_total") - failures_before
         (snapshots / LATEST).write_text(good + "\n")
         shutil.rmtree(snapshots / bad)
         row("corrupt item snapshot published", "truncate items.parquet of a new version; point LATEST at it",

@@ -104,7 +104,7 @@ class StubWatchdog:
         self._reloading: set[str] = set()
 
     def start(self) -> "StubWatchdog":
-        self._known = {s.pid: s for s in python_stubs(self.server_pid)}
+        self._known = {s.pid: s for s in python_stubs(self.server_pid) if s.instance != s.model}
         self._thread = threading.Thread(target=self._loop, name="cascade-stub-watchdog", daemon=True)
         self._thread.start()
         return self
@@ -129,7 +129,9 @@ class StubWatchdog:
 
     def dead_stubs(self) -> list[Stub]:
         """Stubs seen at the previous poll that are gone without a same-instance successor."""
-        live = {s.pid: s for s in python_stubs(self.server_pid)}
+        # a stub named after the model itself (not <model>_<group>_<index>) is the short-lived one the
+        # backend starts to auto-complete the config at load: its exit is not a crash
+        live = {s.pid: s for s in python_stubs(self.server_pid) if s.instance != s.model}
         live_instances = {(s.model, s.instance) for s in live.values()}
         dead = [s for pid, s in self._known.items() if pid not in live and (s.model, s.instance) not in live_instances]
         self._known = live
