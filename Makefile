@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 TOOLS_INSTALLED := $(TOOLS)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration bench lock clean
+.PHONY: setup demo test test-unit test-integration bench lock clean image-check image-lock
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ setup: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/cascade demo
 
-test: $(INSTALLED) $(TOOLS_INSTALLED)
+test: $(INSTALLED) $(TOOLS_INSTALLED) image-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(INSTALLED)
@@ -38,8 +38,23 @@ test-unit: $(INSTALLED)
 test-integration: $(INSTALLED)
 	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
+# The self-contained benchmarks (each makes its own synthetic data; results in benchmarks/results/).
+# Serving benchmarks need a trained export: benchmarks/NOTES.md has their commands.
 bench: $(INSTALLED)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_datagen.py
+	$(BIN)/python benchmarks/bench_preprocessing.py --case demo
+	$(BIN)/python benchmarks/bench_feast.py
+	$(BIN)/python benchmarks/bench_index.py --items 100000
+
+# The serving image's install resolves for its Python and platform (pip dry run, PyPI; needs
+# network). IMAGE_CHECK_ARGS=--full also re-resolves every requirement against the lock.
+IMAGE_CHECK_ARGS ?=
+image-check: $(INSTALLED)
+	$(BIN)/python k8s/image/resolve.py check $(IMAGE_CHECK_ARGS)
+
+# Rewrite k8s/image/constraints-serving.txt with pip's resolver (after changing the serving extras).
+image-lock: $(INSTALLED)
+	$(BIN)/python k8s/image/resolve.py lock
 
 # Regenerate the lock files from the current environments.
 lock:

@@ -107,9 +107,10 @@ def make_variant(export: Path, variant: dict[str, Any], out_root: Path) -> tuple
         config.write_text(text)
     if not variant["pythonpath"]:  # this checkout's code: the load-time warm-up a fresh export writes
         from cascade.online.export_layout import ExportLayout
-        from cascade.online.warmup import write_warmups
+        from cascade.online.warmup import WARMUP_MODELS, write_warmups
 
-        write_warmups(ExportLayout(target))
+        if all((repo / m).is_dir() for m in WARMUP_MODELS):  # an A/B-only structure has other models
+            write_warmups(ExportLayout(target))
     return target, server_args
 
 
@@ -170,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.concurrency > 0:
             result = compare_under_load(args, variants, servers, clients, users)
             return report_under_load(args, result)
+        from benchmarks.proc_cpu import cpu_ms_per_request, session_cpu_seconds
+
         lat: dict[str, list[np.ndarray]] = {n: [] for n in clients}
+        cpu: dict[str, list[float]] = {n: [] for n in clients}  # server CPU ms/request per block
         before = {n: snapshot(c) for n, c in clients.items()}
         errors = {n: 0 for n in clients}
         load = []
@@ -178,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             block = stream.take(args.block)
             order = list(clients) if r % 2 == 0 else list(reversed(list(clients)))
             for name in order:
+                cpu_before = session_cpu_seconds(servers[name].pid)
                 values, n_err, _ = sequential_grpc(clients[name], block)
+                cpu[name].append(cpu_ms_per_request(cpu_before, session_cpu_seconds(servers[name].pid), len(block))["total"])
                 lat[name].append(values)
                 errors[name] += n_err
             load.append(os.getloadavg()[0])
@@ -193,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             result["variants"][name] = {
                 "spec": {**v, "source": str(v["source"])}, "latency": summarize(all_lat),
                 "p50_per_round_ms": per_round, "errors": errors[name],
+                "cpu_ms_per_request_median": float(np.median(cpu[name])), "cpu_ms_per_request_per_round": cpu[name],
                 "stages": breakdown(before[name], after[name]),
             }
     finally:
@@ -204,13 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     base = variants[0]["name"]
     print(f"\nA/B '{args.tag}', {args.rounds} rounds x {args.block} requests, load avg "
           f"{np.mean(result['loadavg_1m']):.2f}")
-    print(f"{'variant':14s} {'p50':>7s} {'p99':>7s} {'mean':>7s} {'p50/base':>8s}  per-stage total ms (queue+in+infer+out)")
+    print(f"{'variant':14s} {'p50':>7s} {'p99':>7s} {'mean':>7s} {'p50/base':>8s} {'CPU ms/req':>10s}  per-stage total ms (queue+in+infer+out)")
     for name, row in result["variants"].items():
         lat_row = row["latency"]
         ratio = lat_row["p50_ms"] / result["variants"][base]["latency"]["p50_ms"]
         stages = " ".join(f"{s['model'][:6]}={s['success_ms']:.2f}" for s in row["stages"])
         print(f"{name:14s} {lat_row['p50_ms']:7.2f} {lat_row['p99_ms']:7.2f} {lat_row['mean_ms']:7.2f} "
-              f"{ratio:8.2f}  {stages}  err={row['errors']}")
+              f"{ratio:8.2f} {row['cpu_ms_per_request_median']:10.2f}  {stages}  err={row['errors']}")
     return write_result(args.tag, result)
 
 

@@ -1,8 +1,9 @@
 """Issue 4's index target, measured on a trained model: retrieval recall@100 (and NDCG@10) on the
 temporal test split with the approximate index vs exact inner-product search over the SAME item
-embeddings. Prints the table and writes benchmarks/results/index-quality-<name>.json.
+embeddings, through the served retrieval stage (``InProcessRecommender.recommend_many(stage=
+"retrieval")`` over an export). Prints the table and writes benchmarks/results/index-quality-<name>.json.
 
-    python benchmarks/bench_index_quality.py --artifacts DIR --data DIR [--max-users 5000]
+    python benchmarks/bench_index_quality.py --export DIR --data DIR [--max-users 5000]
 
 When the artifact's index is already exact (catalogs <= 100k items), an HNSW index with the default
 IndexConfig (the one `cascade train` builds above the threshold) is built over the embeddings, so
@@ -23,14 +24,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main() -> None:
     import faiss
 
-    from cascade.pipeline import OfflinePipeline, PipelineRecommender
-    from cascade.workflows.evaluate import evaluate
     import numpy as np
+
+    from cascade.online.pipeline import InProcessRecommender
+    from cascade.workflows.evaluate import evaluate
+    from cascade.workflows.evaluate_methods import PipelineMethod
 
     from cascade.workflows.index import IndexConfig, build_index, tune_nprobe
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--artifacts", type=Path, required=True)
+    parser.add_argument("--export", type=Path, required=True, help="cascade export of --data")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--max-users", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
@@ -40,8 +43,8 @@ def main() -> None:
                              "user-tower queries) instead of the artifact's own")
     args = parser.parse_args()
 
-    pipeline = OfflinePipeline.load(args.artifacts, args.data)
-    index = pipeline.index
+    pipeline = InProcessRecommender.load(args.export)
+    index = pipeline.retrieval.index
     vectors = index.reconstruct_n(0, index.ntotal)
     exact = faiss.IndexFlatIP(vectors.shape[1])
     exact.add(vectors)
@@ -54,23 +57,27 @@ def main() -> None:
         started = time.perf_counter()
         approximate = build_index(vectors, config)
         if kind == "ivf":
-            users = pipeline.history["user_id"].to_numpy()
+            import pandas as pd
+
+            users = pd.read_parquet(Path(args.data) / "train.parquet", columns=["user_id"])["user_id"].unique()
             sample = np.random.default_rng(args.seed + 1).choice(users, size=min(1000, len(users)), replace=False)
-            tuning = tune_nprobe(approximate, vectors, np.ascontiguousarray(pipeline.queries(sample), dtype=np.float32), config)
+            encoded = pipeline.user.lookup_many(sample.tolist())
+            queries = np.concatenate(pipeline.query.query_many([(u.cat, u.cont, u.lists) for u in encoded]))
+            tuning = tune_nprobe(approximate, vectors, np.ascontiguousarray(queries, dtype=np.float32), config)
         built_s = time.perf_counter() - started
         faiss.omp_set_num_threads(1)
     ef_search = int(approximate.hnsw.efSearch) if hasattr(approximate, "hnsw") else None
     nprobe = int(approximate.nprobe) if hasattr(approximate, "nprobe") else None
     rows = {}
     for label, candidate in (("exact", exact), ("approximate", approximate)):
-        pipeline.index = candidate
-        report = evaluate(args.data, [PipelineRecommender(pipeline, "retrieval", name=label)], ks=(10, 100),
+        pipeline.retrieval.index = candidate
+        report = evaluate(args.data, [PipelineMethod(pipeline, "retrieval", label)], ks=(10, 100),
                           max_users=args.max_users, seed=args.seed, progress=False)
         rows[label] = dict(report.methods[0].metrics)
     recall_exact = rows["exact"]["recall@100"]
     recall_approx = rows["approximate"]["recall@100"]
     result = {
-        "dataset": str(args.data), "artifacts": str(args.artifacts), "n_items": int(index.ntotal),
+        "dataset": str(args.data), "export": str(args.export), "n_items": int(index.ntotal),
         "approximate_index": type(approximate).__name__, "ef_search": ef_search, "nprobe": nprobe, "nprobe_tuning": tuning, "build_s": built_s,
         "users_sampled": args.max_users, "seed": args.seed, "loadavg": os.getloadavg(),
         "exact": rows["exact"], "approximate": rows["approximate"],

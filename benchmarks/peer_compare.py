@@ -73,22 +73,31 @@ def make_sender(kind: str, address: str, floor: Any = None) -> tuple[Callable[[R
     from loadtests.wire import http_payload
 
     host, _, port = address.partition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn = [http.client.HTTPConnection(host, int(port), timeout=30)]
     headers = {"Content-Type": "application/json"}
     if kind == "peer":
         path, encode = "/recommend", _peer_body
     else:
         path, encode = "/v2/models/recommend/infer", (lambda r: json.dumps(http_payload(r)).encode())
 
+    def post(body: bytes) -> tuple[int, bytes]:
+        conn[0].request("POST", path, body=body, headers=headers)
+        response = conn[0].getresponse()
+        return response.status, response.read()
+
     def send(r: RecommendRequest) -> None:
-        conn.request("POST", path, body=encode(r), headers=headers)
-        response = conn.getresponse()
-        payload = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
+        body = encode(r)
+        try:
+            status, payload = post(body)
+        except (http.client.RemoteDisconnected, ConnectionError):  # the server closed an idle keep-alive
+            conn[0].close()
+            conn[0] = http.client.HTTPConnection(host, int(port), timeout=30)
+            status, payload = post(body)
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {payload[:200]!r}")
         json.loads(payload)  # the client decodes the answer, as a real one would
 
-    return send, conn.close
+    return send, (lambda: conn[0].close())
 
 
 # --- closed-loop windows (spawned processes x threads) -----------------------------------------

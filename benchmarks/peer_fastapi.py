@@ -10,7 +10,6 @@ Feast SQLite reader, FAISS and ONNX Runtime sessions are used from the event loo
 worker serves one request at a time, like one Triton model instance.
 """
 
-from __future__ import annotations
 
 import argparse
 import sys
@@ -22,7 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def create_app(export: Path) -> Any:
+def create_app(export: Path) -> Any:  # no `from __future__ import annotations`: FastAPI reads the body model from the real annotation
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, Field

@@ -9,6 +9,7 @@ import typer
 from cascade.features.cli import app as features_app
 from cascade.preprocessing.cli import app as preprocess_app
 from cascade.serving.cli import serve
+from cascade.bundles.cli import bundles, release, rollback, rollout, verify
 from cascade.workflows.data_cli import app as data_app
 from cascade.workflows.train_cli import app as train_app
 from cascade.workflows.evaluate_cli import evaluate
@@ -16,6 +17,7 @@ from cascade.workflows.export_cli import export
 from cascade.workflows.demo import demo
 from cascade.client_cli import recommend
 from cascade.loadtest_cli import loadtest
+from cascade.bundles.signing_cli import keys_app, sign
 
 app = typer.Typer(
     name="cascade",
@@ -30,9 +32,16 @@ app.add_typer(train_app, name="train", help="Train retrieval and ranking models.
 app.command("evaluate")(evaluate)
 app.command("export")(export)
 app.command("serve")(serve)
+app.command("rollout")(rollout)
+app.command("rollback")(rollback)
+app.command("bundles")(bundles)
+app.command("release")(release)
+app.command("verify")(verify)
 app.command("recommend")(recommend)
 app.command("demo")(demo)
 app.command("loadtest")(loadtest)
+app.add_typer(keys_app, name="keys", help="Ed25519 keys that sign exports.")
+app.command("sign")(sign)
 
 
 if __name__ == "__main__":  # pragma: no cover

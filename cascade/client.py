@@ -31,12 +31,28 @@ def _error(exc: Exception) -> CascadeError:
     return UnavailableError(message)
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    import socket
+
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return True
+    try:  # geventhttpclient's read/connect timeouts are gevent's Timeout
+        from gevent import Timeout
+    except ImportError:  # pragma: no cover - gevent comes with tritonclient[http]
+        return False
+    return isinstance(exc, Timeout)
+
+
 class RecommendClient:
-    """``RecommendClient("127.0.0.1:8001").recommend(42, k=10)``."""
+    """``RecommendClient("127.0.0.1:8001").recommend(42, k=10)``.
+
+    ``timeout_s`` bounds every call on both protocols: the gRPC deadline, and the HTTP client's
+    connection and network timeouts. A call that runs out of time raises UnavailableError."""
 
     def __init__(self, url: str = "127.0.0.1:8001", protocol: Literal["grpc", "http"] = "grpc",
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, model: str = MODEL) -> None:
         self.protocol = protocol
+        self.model = model  # `recommend`, or a bundle's pinned copy `recommend__<bundle>`
         self.timeout_s = timeout_s
         if protocol == "grpc":
             import tritonclient.grpc as module
@@ -44,8 +60,15 @@ class RecommendClient:
             import tritonclient.http as module
         else:
             raise InvalidInputError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
+        if not timeout_s > 0:
+            raise InvalidInputError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
         self._module = module
-        self._client = module.InferenceServerClient(url=url)
+        if protocol == "http":
+            self._client = module.InferenceServerClient(
+                url=url, connection_timeout=timeout_s, network_timeout=timeout_s
+            )
+        else:
+            self._client = module.InferenceServerClient(url=url)
 
     def __enter__(self) -> "RecommendClient":
         return self
@@ -74,12 +97,16 @@ class RecommendClient:
         outputs = [self._module.InferRequestedOutput(n) for n in ("item_ids", "scores", "model_version", "degraded", "seed_used")]
         try:
             if self.protocol == "grpc":
-                result = self._client.infer(MODEL, inputs, outputs=outputs, client_timeout=self.timeout_s)
+                result = self._client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
             else:
-                result = self._client.infer(MODEL, inputs, outputs=outputs)
+                result = self._client.infer(self.model, inputs, outputs=outputs)
         except Exception as exc:  # tritonclient raises InferenceServerException
             if exc.__class__.__name__ == "InferenceServerException":
                 raise _error(exc) from exc
+            if _is_timeout(exc):  # the HTTP client raises the socket's timeout as is
+                raise UnavailableError(
+                    f"recommend timed out after timeout_s={self.timeout_s} s ({type(exc).__name__})"
+                ) from exc
             raise
         version = result.as_numpy("model_version").reshape(-1)[0]
         return Recommendations(

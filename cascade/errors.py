@@ -54,6 +54,21 @@ class ServerStartError(UnavailableError):
     """tritonserver did not become ready; the message carries the tail of its log."""
 
 
+class BundleVerificationError(InvalidInputError):
+    """A bundle (export) fails verification: manifest, sha256 of a file, signature or code version."""
+
+
+class BundleMismatchError(CascadeError):
+    """A stage received tensors produced by another bundle's stage (a mixed answer, refused)."""
+
+
+class RolloutError(CascadeError):
+    """A rollout or rollback could not complete; live traffic stays on the bundle named in the message."""
+
+    grpc_code = "UNAVAILABLE"
+    http_status = HTTPStatus.SERVICE_UNAVAILABLE
+
+
 def triton_code_name(error: BaseException) -> str:
     """The ``pb_utils.TritonError`` code attribute name for ``error`` (INTERNAL for unknown errors)."""
     if isinstance(error, CascadeError):

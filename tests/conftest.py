@@ -28,7 +28,9 @@ ECHO_REPOSITORY = FIXTURES / "echo_repository"
 
 @pytest.fixture(scope="session")
 def triton_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServerFactory]:
-    factory = TritonServerFactory(log_dir=tmp_path_factory.mktemp("triton-logs"))
+    # CASCADE_TRITON_READY_TIMEOUT_S: a longer start-up budget on a heavily shared box (default 120 s)
+    ready_timeout_s = float(os.environ.get("CASCADE_TRITON_READY_TIMEOUT_S", "120"))
+    factory = TritonServerFactory(log_dir=tmp_path_factory.mktemp("triton-logs"), ready_timeout_s=ready_timeout_s)
     try:
         yield factory
     finally:

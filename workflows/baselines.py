@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from cascade.errors import InvalidInputError, NotFoundError
+from cascade.ids import Catalog, IdIndex
+
 
 Weighting = Literal["none", "bm25", "tfidf"]
 SCORE_BATCH = 1024
@@ -42,42 +44,6 @@ class BatchRecommender(Protocol):
 
 # --------------------------------------------------------------------------------------------------
 # Shared helpers
-
-
-class Catalog:
-    """Raw item ids in catalog order (items.parquet row order) and the raw -> index lookup."""
-
-    def __init__(self, item_ids: np.ndarray) -> None:
-        self.item_ids = np.asarray(item_ids, dtype=np.int64)
-        if len(np.unique(self.item_ids)) != len(self.item_ids):
-            raise InvalidInputError("item ids of the catalog must be unique (items.parquet item_id)")
-        self._sorter = np.argsort(self.item_ids, kind="stable")
-        self._sorted = self.item_ids[self._sorter]
-
-    def __len__(self) -> int:
-        return len(self.item_ids)
-
-    def index_of(self, raw: np.ndarray) -> np.ndarray:
-        """Catalog index of each raw id; -1 for ids not in the catalog."""
-        raw = np.asarray(raw, dtype=np.int64)
-        pos = np.searchsorted(self._sorted, raw)
-        pos_clipped = np.minimum(pos, max(len(self._sorted) - 1, 0))
-        found = (pos < len(self._sorted)) & (self._sorted[pos_clipped] == raw) if len(self._sorted) else np.zeros(
-            raw.shape, dtype=bool
-        )
-        return np.where(found, self._sorter[pos_clipped], -1).astype(np.int64)
-
-    def raw(self, index: np.ndarray) -> np.ndarray:
-        """Raw ids for catalog indices; -1 stays -1."""
-        index = np.asarray(index, dtype=np.int64)
-        return np.where(index >= 0, self.item_ids[np.maximum(index, 0)], -1)
-
-    @classmethod
-    def from_dataset(cls, dataset_dir: Path) -> "Catalog":
-        path = Path(dataset_dir) / "items.parquet"
-        if not path.is_file():
-            raise NotFoundError(f"{path} is missing; expected a cascade dataset folder")
-        return cls(pd.read_parquet(path, columns=["item_id"])["item_id"].to_numpy(np.int64))
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
@@ -337,6 +303,7 @@ class ALSRecommender:
         self.num_threads = int(num_threads)
         self.tuning: TuningReport | None = None
         self._user_ids = np.zeros(0, dtype=np.int64)
+        self._user_index = IdIndex(self._user_ids)
         self._user_factors = np.zeros((0, params.factors), dtype=np.float32)
         self._item_factors = np.zeros((len(catalog), params.factors), dtype=np.float32)
         self._fallback: PopularityRecommender | None = None
@@ -362,18 +329,14 @@ class ALSRecommender:
             )
             model.fit(matrix, show_progress=False)
         self._user_ids = users
+        self._user_index = IdIndex(users)
         self._user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self._item_factors = np.asarray(model.item_factors, dtype=np.float32)
         self._fallback = PopularityRecommender.fit(self.catalog, train)
         return self
 
     def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(self._user_ids, user_ids)
-        pos_c = np.minimum(pos, max(len(self._user_ids) - 1, 0))
-        known = (pos < len(self._user_ids)) & (self._user_ids[pos_c] == user_ids) if len(self._user_ids) else (
-            np.zeros(len(user_ids), dtype=bool)
-        )
-        return np.where(known, pos_c, -1)
+        return self._user_index.rows(user_ids)
 
     def recommend(self, user_ids: np.ndarray, k: int, exclude: list[np.ndarray]) -> np.ndarray:
         if self._fallback is None:

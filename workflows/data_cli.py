@@ -31,6 +31,11 @@ def _summary(info) -> None:
     )
 
 
+class SplitOption(str, Enum):
+    per_user = "per-user"
+    global_time = "global-time"
+
+
 @app.command()
 def generate(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (replaced atomically)."),
@@ -38,7 +43,8 @@ def generate(
     items: int = typer.Option(10_000, "--items", help="Number of items."),
     interactions: int = typer.Option(1_000_000, "--interactions", help="Total number of interactions."),
     seed: int = typer.Option(42, "--seed", help="Random seed (same seed, same files)."),
-    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Per-user fraction of latest interactions held out, in [0, 1)."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Fraction of latest interactions held out, in [0, 1) (per user, or of all with --split global-time)."),
+    split: SplitOption = typer.Option("per-user", "--split", help="per-user: each user's latest interactions are test; global-time: everything after one cut time is test (see docs/DESIGN.md)."),
     categories: int = typer.Option(20, "--categories", help="Number of item categories."),
     brands: int = typer.Option(200, "--brands", help="Number of brands (each belongs to one category)."),
     dim: int = typer.Option(16, "--dim", help="Latent factor dimension of the true model."),
@@ -58,7 +64,7 @@ def generate(
         try:
             config = SyntheticConfig(
                 n_users=users, n_items=items, n_interactions=interactions, seed=seed, test_fraction=test_fraction,
-                n_categories=categories, n_brands=brands, dim=dim, days=days,
+                split=split.value, n_categories=categories, n_brands=brands, dim=dim, days=days,
             )
         except ValidationError as error:
             first = error.errors()[0]
@@ -92,7 +98,8 @@ def import_(
     time_format: TimeFormatOption = typer.Option(TimeFormatOption.auto, "--time-format", help="unix seconds, ISO-8601 text, or auto-detect."),
     users_id_col: Optional[str] = typer.Option(None, "--users-id-col", help="Id column of --users (default: --user-col)."),
     items_id_col: Optional[str] = typer.Option(None, "--items-id-col", help="Id column of --items (default: --item-col)."),
-    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Per-user fraction of latest interactions held out, in [0, 1)."),
+    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Fraction of latest interactions held out, in [0, 1) (per user, or of all with --split global-time)."),
+    split: SplitOption = typer.Option("per-user", "--split", help="per-user: each user's latest interactions are test; global-time: everything after one cut time is test (see docs/DESIGN.md)."),
     name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: folder name, or 'movielens')."),
     preset: Optional[Preset] = typer.Option(None, "--preset", help="Known layout: movielens (ratings.csv + movies.csv)."),
     ratings: Optional[Path] = typer.Option(None, "--ratings", help="With --preset movielens: ratings.csv."),
@@ -108,7 +115,8 @@ def import_(
                 raise InvalidInputError("--preset movielens needs --ratings ratings.csv (userId,movieId,rating,timestamp)")
             if items is None:
                 raise InvalidInputError("--preset movielens needs --items movies.csv (movieId,title,genres)")
-            return importer.import_movielens(out, ratings, items, test_fraction=test_fraction, name=name, progress=progress)
+            return importer.import_movielens(out, ratings, items, test_fraction=test_fraction, split=split.value,
+                                             name=name, progress=progress)
         if interactions is None:
             raise InvalidInputError("--interactions FILE is required (or use --preset movielens --ratings FILE)")
         if ratings is not None:
@@ -116,7 +124,7 @@ def import_(
         return importer.import_interactions(
             out, interactions, users=users, items=items, user_col=user_col, item_col=item_col, time_col=time_col,
             weight_col=weight_col, time_format=time_format.value, users_id_col=users_id_col,
-            items_id_col=items_id_col, test_fraction=test_fraction, name=name, progress=progress,
+            items_id_col=items_id_col, test_fraction=test_fraction, split=split.value, name=name, progress=progress,
         )
 
     _summary(run_or_exit(work))

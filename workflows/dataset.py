@@ -48,6 +48,9 @@ class DatasetInfo(BaseModel):
     n_train: int
     n_test: int
     test_fraction: float
+    split: Literal["per-user", "global-time"] = Field(
+        "per-user", description="train/test split mode (cascade.workflows.split)")
+    split_time: int | None = Field(None, description="global-time split: the cut time T (test = timestamp >= T)")
     time_range: tuple[int, int] = Field(description="(min, max) interaction timestamp, unix seconds")
     user_columns: list[ColumnInfo]
     item_columns: list[ColumnInfo]

@@ -254,11 +254,7 @@ def evaluate(
             "n_train": info.n_train, "n_test": info.n_test, "test_fraction": info.test_fraction,
             "has_oracle": info.has_oracle,
         },
-        split=(
-            "temporal: per user, the last ceil(test_fraction x n) interactions are test (test.parquet); "
-            "seen = distinct train items, excluded from every method's list; relevant = distinct test "
-            "items not seen in train"
-        ),
+        split=split_sentence(info),
         ks=ks,
         n_eligible_users=n_eligible,
         n_users=len(users),
@@ -270,6 +266,16 @@ def evaluate(
     if out_dir is not None:
         report.save(Path(out_dir))
     return report
+
+
+def split_sentence(info: DatasetInfo) -> str:
+    if info.split == "global-time":
+        how = (f"global-time: every interaction at or after one cut time T = {info.split_time} is test "
+               f"(test_fraction {info.test_fraction} of all interactions)")
+    else:
+        how = f"per-user temporal: each user's last ceil({info.test_fraction} x n) interactions are test"
+    return (f"{how}; seen = distinct train items, never recommended (baselines get them as exclusions, "
+            "the served pipeline drops them from its Feast seen_items); relevant = distinct test items not seen in train")
 
 
 def dataset_key(info: DatasetInfo) -> str:

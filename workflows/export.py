@@ -19,9 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cascade import __version__
+from cascade.bundles.manifest import write_manifest
+from cascade.bundles.tagging import apply_bundle_tags
 from cascade.business.config import DEFAULT_RULES_FILE, BusinessRules
 from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done, replace_dir
 from cascade.errors import InvalidInputError, NotFoundError
+from cascade.bundles import tagging as tagging_module
 from cascade.online import warmup as warmup_module
 from cascade.online.export_layout import DEFAULT_CANDIDATES, ExportLayout, ExportManifest
 from cascade.online.warmup import write_warmups
@@ -61,8 +64,9 @@ def _copy_model_sources(target: Path, rules_file: Path) -> None:
     shutil.copy2(rules_file, target / "business_logic" / "1" / "business_rules.yaml")
 
 
-def _version(key: str) -> str:
-    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{key[:8]}"
+def _version(dataset_name: str, key: str) -> str:
+    """The bundle id: ``<dataset_name>-<UTC yyyymmddTHHMMSSZ>-<inputs hash[:8]>`` (docs/DESIGN.md)."""
+    return f"{dataset_name}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{key[:8]}"
 
 
 def export_repository(
@@ -75,8 +79,10 @@ def export_repository(
     online_store: str = "sqlite",
     redis_connection: str | None = None,
     force: bool = False,
+    record_latest: bool = True,
 ) -> ExportResult:
-    """Build (or reuse) the export for ``data_dir`` at ``out_dir``."""
+    """Build (or reuse) the export for ``data_dir`` at ``out_dir``. ``record_latest``: make it the
+    export ``cascade serve`` picks by default (evaluation's own exports do not)."""
     from cascade.features.repo import generate_feature_repo
     from cascade.features.store import apply, materialize
     from cascade.workflows.artifacts import train_all
@@ -96,7 +102,7 @@ def export_repository(
     key = inputs_hash(
         dataset=info.content_hash,
         artifacts=hash_files([artifacts / p for p in ARTIFACT_PARTS]),
-        sources=hash_files([MODEL_REPOSITORY_SOURCES, Path(warmup_module.__file__)]),
+        sources=hash_files([MODEL_REPOSITORY_SOURCES, Path(warmup_module.__file__), Path(tagging_module.__file__)]),
         rules=hash_files([rules_file]),
         n_candidates=n_candidates,
         online_store=online_store,
@@ -105,7 +111,8 @@ def export_repository(
     )
     if not force and is_fresh(out_dir, key):
         LOG.info("export %s is up to date", out_dir)
-        _record_latest(out_dir)
+        if record_latest:
+            _record_latest(out_dir)
         return ExportResult(out_dir, ExportLayout(out_dir).manifest(), reused=True)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +128,7 @@ def export_repository(
         layout.model_repository.mkdir()
         _copy_model_sources(layout.model_repository, rules_file)
         manifest = ExportManifest(
-            version=_version(key),
+            version=_version(info.name, key),
             dataset_name=info.name,
             dataset_hash=info.content_hash,
             artifacts_key=artifacts.name,
@@ -130,13 +137,16 @@ def export_repository(
             code_version=__version__,
         )
         layout.manifest_path.write_text(manifest.model_dump_json(indent=2))
+        apply_bundle_tags(layout.model_repository, manifest.version)  # before the warm-ups, which send the tags
         write_warmups(layout)  # needs the manifest and artifacts in place
         mark_done(tmp, key, version=manifest.version)
+        write_manifest(tmp, manifest.version, manifest.code_version)  # last: sha256 of every file
         _swap_into_place(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    _record_latest(out_dir)
+    if record_latest:
+        _record_latest(out_dir)
     return ExportResult(out_dir, manifest, reused=False)
 
 

@@ -12,6 +12,12 @@ kept (repeat consumption). Attribute tables must not repeat an id.
 Users and items that appear in interactions but not in the attribute tables get rows with null
 attributes. Attribute rows for items never seen in interactions are kept (the catalog); for users
 they are dropped. ``available`` (bool) is always present on items: missing column or null -> True.
+
+No leak from test into what training sees: the split (``--split per-user|global-time``,
+workflows/split.py) happens first, and item attributes derived from interactions come from train
+only: the catalog is the train items plus the item attribute table (an item that only test
+interactions name is unknown at training time: its test rows are dropped and counted in
+``params.test_rows_unknown_item``), and the MovieLens ``first_seen`` is the first TRAIN rating.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from cascade.workflows.dataset import (
     interaction_schema,
     write_parquet,
 )
-from cascade.workflows.split import split_interactions, validate_test_fraction
+from cascade.workflows.split import global_cut_time, split_interactions, validate_split, validate_test_fraction
 
 TimeFormat = Literal["auto", "unix", "iso"]
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -318,27 +324,41 @@ def read_interactions(
     return Interactions(frame.reset_index(drop=True), before - len(frame))
 
 
+class Split:
+    """Train/test interactions of an import and how they were cut."""
+
+    def __init__(self, interactions: Interactions, test_fraction: float, split: str) -> None:
+        frame = interactions.frame
+        self.mode = validate_split(split)
+        self.test_fraction = test_fraction
+        self.cut_time = global_cut_time(frame["timestamp"].to_numpy(), test_fraction) if self.mode == "global-time" else None
+        self.train, self.test = split_interactions(frame, test_fraction, self.mode)
+        self.duplicates_dropped = interactions.duplicates_dropped
+        self.user_ids = np.unique(frame["user_id"].to_numpy())
+        self.timestamps = frame["timestamp"].to_numpy()
+
+
 def write_imported(
-    out: Path, interactions: Interactions, users, items, *, test_fraction: float, name: str,
+    out: Path, data: Split, users, items, *, name: str,
     source: Literal["import", "movielens"], params: dict[str, object],
     item_kinds: dict[str, ColumnKind] | None = None, user_kinds: dict[str, ColumnKind] | None = None,
     progress: bool = True,
 ) -> DatasetInfo:
-    """Split, align attribute tables and write the canonical folder atomically."""
+    """Align attribute tables to the train catalog and write the canonical folder atomically."""
     import pyarrow as pa
     from tqdm import tqdm
 
-    frame = interactions.frame
-    user_ids = np.unique(frame["user_id"].to_numpy())
-    item_ids = np.unique(frame["item_id"].to_numpy())
+    train, test = data.train, data.test
+    item_ids = np.unique(train["item_id"].to_numpy())
     if items is not None:
         item_ids = np.union1d(item_ids, items.column("item_id").to_numpy())
-    users_table = _align(user_ids, users, "user_id")
+    unknown = ~np.isin(test["item_id"].to_numpy(), item_ids)
+    if unknown.any():  # items first named after the cut: not in the catalog training sees
+        test = test[~unknown].reset_index(drop=True)
+    users_table = _align(data.user_ids, users, "user_id")
     items_table = _with_available(_align(item_ids, items, "item_id"))
 
-    with tqdm(total=3, desc="import", unit="step", disable=not progress) as bar:
-        train, test = split_interactions(frame, test_fraction)
-        bar.update()
+    with tqdm(total=2, desc="import", unit="step", disable=not progress) as bar:
         schema = interaction_schema()
         with DatasetWriter(out) as writer:
             write_parquet(users_table, writer.paths.users)
@@ -346,15 +366,16 @@ def write_imported(
             for part, path in ((train, writer.paths.train), (test, writer.paths.test)):
                 write_parquet(pa.Table.from_pandas(part, schema=schema, preserve_index=False), path)
             bar.update()
-            timestamps = frame["timestamp"].to_numpy()
             info = DatasetInfo(
-                name=name, source=source, n_users=int(user_ids.size), n_items=int(item_ids.size),
-                n_train=len(train), n_test=len(test), test_fraction=test_fraction,
-                time_range=(int(timestamps.min()), int(timestamps.max())),
+                name=name, source=source, n_users=int(data.user_ids.size), n_items=int(item_ids.size),
+                n_train=len(train), n_test=len(test), test_fraction=data.test_fraction,
+                split=data.mode, split_time=data.cut_time,
+                time_range=(int(data.timestamps.min()), int(data.timestamps.max())),
                 user_columns=describe_columns(users_table, "user_id", user_kinds),
                 item_columns=describe_columns(items_table, "item_id", item_kinds),
                 has_oracle=False,
-                params={**params, "duplicates_dropped": interactions.duplicates_dropped},
+                params={**params, "duplicates_dropped": data.duplicates_dropped,
+                        "test_rows_unknown_item": int(unknown.sum())},
             )
             info = writer.commit(info)
             bar.update()
@@ -366,10 +387,11 @@ def import_interactions(
     user_col: str = "user", item_col: str = "item", time_col: str = "timestamp",
     weight_col: str | None = None, time_format: TimeFormat = "auto",
     users_id_col: str | None = None, items_id_col: str | None = None,
-    test_fraction: float = 0.2, name: str | None = None, progress: bool = True,
+    test_fraction: float = 0.2, split: str = "per-user", name: str | None = None, progress: bool = True,
 ) -> DatasetInfo:
     """Generic import: interactions plus optional user/item attribute tables (kinds inferred)."""
     test_fraction = validate_test_fraction(test_fraction)
+    validate_split(split)
     if time_format not in ("auto", "unix", "iso"):
         raise InvalidInputError(f"--time-format must be unix, iso or auto, got {time_format!r}")
     data = read_interactions(Path(interactions), user_col, item_col, time_col, weight_col, time_format)
@@ -381,7 +403,7 @@ def import_interactions(
         "time_col": time_col, "weight_col": weight_col, "time_format": time_format,
     }
     return write_imported(
-        out, data, user_table, item_table, test_fraction=test_fraction, name=name or Path(out).name,
+        out, Split(data, test_fraction, split), user_table, item_table, name=name or Path(out).name,
         source="import", params=params, progress=progress,
     )
 
@@ -411,24 +433,26 @@ def _movielens_items(path: Path, first_seen: pd.Series):
 
 
 def import_movielens(
-    out: Path, ratings: Path, movies: Path, *, test_fraction: float = 0.2, name: str | None = None,
-    progress: bool = True,
+    out: Path, ratings: Path, movies: Path, *, test_fraction: float = 0.2, split: str = "per-user",
+    name: str | None = None, progress: bool = True,
 ) -> DatasetInfo:
     """MovieLens preset: ratings.csv (userId,movieId,rating,timestamp) + movies.csv (movieId,title,genres).
 
     rating -> weight; first genre -> ``category`` (null for "(no genres listed)"); all genres ->
-    ``genres`` list; ``first_seen`` = the movie's first rating timestamp (null if never rated);
-    every movie is available.
+    ``genres`` list; ``first_seen`` = the movie's first TRAIN rating timestamp (null if it has none:
+    test ratings are never looked at); every movie is available.
     """
     test_fraction = validate_test_fraction(test_fraction)
-    data = read_interactions(Path(ratings), "userId", "movieId", "timestamp", "rating", "unix", preset="movielens")
-    first_seen = data.frame.groupby("item_id")["timestamp"].min()
+    validate_split(split)
+    data = Split(read_interactions(Path(ratings), "userId", "movieId", "timestamp", "rating", "unix", preset="movielens"),
+                 test_fraction, split)
+    first_seen = data.train.groupby("item_id")["timestamp"].min()
     item_table = _movielens_items(Path(movies), first_seen)
     kinds: dict[str, ColumnKind] = {
         "title": "text", "category": "categorical", "genres": "list_categorical", "first_seen": "timestamp",
     }
     params = {"preset": "movielens", "ratings": str(ratings), "items": str(movies)}
     return write_imported(
-        out, data, None, item_table, test_fraction=test_fraction, name=name or "movielens",
+        out, data, None, item_table, name=name or "movielens",
         source="movielens", params=params, item_kinds=kinds, progress=progress,
     )

@@ -46,7 +46,9 @@ from cascade.workflows.dataset import (
     interaction_schema,
     write_parquet,
 )
-from cascade.workflows.split import is_test_sorted, temporal_order, validate_test_fraction
+from cascade.workflows.split import (
+    global_cut_time, is_test_sorted, split_interactions, temporal_order, validate_split, validate_test_fraction,
+)
 
 DAY = 86_400
 USER_ID_START = 1000
@@ -68,6 +70,7 @@ class SyntheticConfig(BaseModel):
     n_interactions: int = Field(1_000_000, ge=1)
     seed: int = 42
     test_fraction: float = 0.2
+    split: str = Field("per-user", description="per-user | global-time (workflows/split.py)")
     n_categories: int = Field(20, ge=1)
     n_brands: int = Field(200, ge=1)
     dim: int = Field(16, ge=2)
@@ -89,6 +92,7 @@ class SyntheticConfig(BaseModel):
 def validate_config(config: SyntheticConfig) -> None:
     """InvalidInputError naming the CLI flag for impossible combinations."""
     validate_test_fraction(config.test_fraction)
+    validate_split(config.split)
     if config.n_interactions < config.n_users:
         raise InvalidInputError(
             f"--interactions ({config.n_interactions}) must be at least --users ({config.n_users}): "
@@ -419,6 +423,7 @@ def generate(out: Path, config: SyntheticConfig, name: str | None = None, progre
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
+    import pandas as pd
     from tqdm import tqdm
 
     validate_config(config)
@@ -466,6 +471,24 @@ def generate(out: Path, config: SyntheticConfig, name: str | None = None, progre
                 t_max = max(t_max, int(part["timestamp"].max()))
                 bar.update(part["user_id"].size)
 
+        split_time = None
+        if config.split == "global-time":  # re-cut the per-user split at one time (no oracle: its
+            # state is "the end of each user's train part" of the per-user split)
+            frame = pd.concat([pd.read_parquet(paths.train), pd.read_parquet(paths.test)], ignore_index=True)
+            split_time = global_cut_time(frame["timestamp"].to_numpy(), config.test_fraction)
+            train_frame, test_frame = split_interactions(frame, config.test_fraction, "global-time")
+            for part, path in ((train_frame, paths.train), (test_frame, paths.test)):
+                write_parquet(pa.Table.from_pandas(part, schema=schema, preserve_index=False), path)
+            n_train, n_test = len(train_frame), len(test_frame)
+        return _finish(writer, config, name, out, users, items, state_vector, next_category, state_time,
+                       n_users, n_train, n_test, t_min, t_max, split_time)
+
+
+def _finish(writer, config: SyntheticConfig, name, out, users, items, state_vector, next_category, state_time,
+            n_users: int, n_train: int, n_test: int, t_min: int, t_max: int, split_time: int | None) -> DatasetInfo:
+    paths = writer.paths
+    has_oracle = config.split == "per-user"
+    if has_oracle:
         oracle = paths.oracle
         oracle.mkdir()
         np.save(oracle / "user_ids.npy", users.ids)
@@ -484,16 +507,17 @@ def generate(out: Path, config: SyntheticConfig, name: str | None = None, progre
             "newness_seconds": config.newness_days * DAY, "n_categories": config.n_categories,
         }, indent=2))
 
-        info = DatasetInfo(
-            name=name or Path(out).name, source="synthetic", n_users=n_users, n_items=config.n_items,
-            n_train=n_train, n_test=n_test, test_fraction=config.test_fraction, time_range=(t_min, t_max),
-            user_columns=describe_columns(_users_table(users), "user_id"),
-            item_columns=describe_columns(
-                _items_table(items, config.n_categories), "item_id", {"first_seen": "timestamp"}
-            ),
-            has_oracle=True, params=config.model_dump(),
-        )
-        return writer.commit(info)
+    info = DatasetInfo(
+        name=name or Path(out).name, source="synthetic", n_users=n_users, n_items=config.n_items,
+        n_train=n_train, n_test=n_test, test_fraction=config.test_fraction, time_range=(t_min, t_max),
+        user_columns=describe_columns(_users_table(users), "user_id"),
+        item_columns=describe_columns(
+            _items_table(items, config.n_categories), "item_id", {"first_seen": "timestamp"}
+        ),
+        split=config.split, split_time=split_time,
+        has_oracle=has_oracle, params=config.model_dump(),
+    )
+    return writer.commit(info)
 
 
 # --- oracle -------------------------------------------------------------------------------------

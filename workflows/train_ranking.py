@@ -29,7 +29,7 @@ from cascade.errors import NotFoundError
 from cascade.models.dlrm import DLRMConfig
 from cascade.models.features import FeatureSpec
 from cascade.workflows.train_retrieval import embed, history_rows, seed_everything, to_torch, top_k_rows
-from cascade.workflows.training_data import Catalog, Examples, TrainingData, user_segments
+from cascade.workflows.training_data import EncodedCatalog, Examples, TrainingData, user_segments
 
 
 @dataclass
@@ -117,7 +117,7 @@ def top_candidates(q: np.ndarray, v: np.ndarray, exclude: np.ndarray, k: int, ch
 
 
 def sample_negatives(
-    rng: np.random.Generator, examples: Examples, catalog: Catalog, seen: SeenSet, hard: np.ndarray,
+    rng: np.random.Generator, examples: Examples, catalog: EncodedCatalog, seen: SeenSet, hard: np.ndarray,
     config: RankingTrainConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(example index, catalog row, label) rows: positives + hard/random/popular negatives; negatives
@@ -206,7 +206,7 @@ def listwise_loss(scores: Any, positive_mask: Any, valid: Any) -> Any:
 
 
 def rerank_metrics(
-    model: Any, examples: Examples, catalog: Catalog, q: np.ndarray, v: np.ndarray, candidates: np.ndarray, k: int,
+    model: Any, examples: Examples, catalog: EncodedCatalog, q: np.ndarray, v: np.ndarray, candidates: np.ndarray, k: int,
     retrieval_order: bool = False,
 ) -> tuple[float, float]:
     """(recall@k, NDCG@k) of the single positive after DLRM re-ranking of ``candidates`` (retrieval
@@ -236,7 +236,7 @@ def rerank_metrics(
 
 
 def rerank_recall(
-    model: Any, examples: Examples, catalog: Catalog, q: np.ndarray, v: np.ndarray, candidates: np.ndarray, k: int,
+    model: Any, examples: Examples, catalog: EncodedCatalog, q: np.ndarray, v: np.ndarray, candidates: np.ndarray, k: int,
 ) -> tuple[float, float]:
     """(recall@k after DLRM re-ranking, recall@k of retrieval order) on ``examples``."""
     return (rerank_metrics(model, examples, catalog, q, v, candidates, k)[0],
@@ -244,7 +244,7 @@ def rerank_recall(
 
 
 def _pointwise_epoch(
-    model: Any, optimizer: Any, rng: np.random.Generator, positives: Examples, catalog: Catalog, seen: SeenSet,
+    model: Any, optimizer: Any, rng: np.random.Generator, positives: Examples, catalog: EncodedCatalog, seen: SeenSet,
     hard: np.ndarray, q: np.ndarray, v: np.ndarray, config: RankingTrainConfig, desc: str,
 ) -> tuple[float, int]:
     import torch
@@ -273,7 +273,7 @@ def _pointwise_epoch(
 
 
 def _listwise_epoch(
-    model: Any, optimizer: Any, rng: np.random.Generator, queries: ListwiseQueries, catalog: Catalog, seen: SeenSet,
+    model: Any, optimizer: Any, rng: np.random.Generator, queries: ListwiseQueries, catalog: EncodedCatalog, seen: SeenSet,
     candidates: np.ndarray, q: np.ndarray, v: np.ndarray, config: RankingTrainConfig, desc: str,
 ) -> tuple[float, int]:
     """One pass over the queries: each list = the query's positives + ``list_negatives`` drawn

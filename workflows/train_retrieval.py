@@ -16,7 +16,7 @@ import numpy as np
 from cascade.errors import NotFoundError
 from cascade.models.features import FeatureSpec
 from cascade.models.two_tower import TwoTowerConfig
-from cascade.workflows.training_data import PAD, Catalog, Examples, TrainingData
+from cascade.workflows.training_data import PAD, EncodedCatalog, Examples, TrainingData
 
 
 @dataclass
@@ -91,7 +91,7 @@ def embed(fn: Any, features: dict[str, np.ndarray], batch: int = 8192) -> np.nda
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def history_rows(catalog: Catalog, history: np.ndarray) -> np.ndarray:
+def history_rows(catalog: EncodedCatalog, history: np.ndarray) -> np.ndarray:
     """Catalog rows of a PAD-padded raw-id history matrix (-1 for padding/unknown)."""
     flat = history.reshape(-1)
     rows = catalog.rows(np.where(flat == PAD, 0, flat))
@@ -138,24 +138,28 @@ def top_k_rows(
     return out
 
 
-def recall_at_k(
+def next_item_recall(
     queries: np.ndarray, items: np.ndarray, positives: np.ndarray, exclude_rows: np.ndarray, k: int,
     chunk: int | None = None,
 ) -> float:
-    """Share of examples whose positive catalog row is in the top-k (earlier items excluded; a
-    repeat of an earlier item still counts). Bounded memory: see :func:`top_k_rows`."""
+    """:func:`cascade.metrics.recall_at_k` of the exact top-k catalog rows with each example's one
+    positive row as its relevant set (= the share of examples whose positive is in the top-k);
+    earlier items excluded, a repeat of an earlier item still counts. Bounded memory: see
+    :func:`top_k_rows`."""
+    from cascade.metrics import recall_at_k
+
     if not len(queries):
         return 0.0
     exclude = np.where(exclude_rows == positives[:, None], -1, exclude_rows)
     top = top_k_rows(queries, items, exclude, k, chunk)
-    return float((top == positives[:, None]).any(axis=1).sum()) / len(queries)
+    return recall_at_k(top, [np.asarray([p], dtype=np.int64) for p in positives], top.shape[1])
 
 
-def evaluate_recall(model: Any, catalog: Catalog, examples: Examples, k: int) -> float:
+def evaluate_recall(model: Any, catalog: EncodedCatalog, examples: Examples, k: int) -> float:
     model.eval()
     q = embed(model.query, examples.features)
     v = embed(model.item, catalog.features)
-    return recall_at_k(q, v, examples.item_rows, history_rows(catalog, examples.history), k)
+    return next_item_recall(q, v, examples.item_rows, history_rows(catalog, examples.history), k)
 
 
 def auto_epochs(config: RetrievalTrainConfig, per_epoch: int) -> int:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from cascade.errors import DataValidationError, SchemaError
 from cascade.features.history import HISTORY_LENGTH
+from cascade.ids import Catalog, IdIndex
 
 PAD = -1  # padding of 2-D raw-id list inputs (cascade.preprocessing.values.LIST_PAD_INT)
 HISTORY_COLUMNS = {"recent_items", "seen_items", "n_interactions"}
@@ -106,23 +107,16 @@ def prior_histories(
 
 
 # --------------------------------------------------------------------------- catalog
-@dataclass
-class Catalog:
-    """Items in ``items.parquet`` order (catalog row i = index row i)."""
+class EncodedCatalog(Catalog):
+    """The catalog (items.parquet order; catalog row i = index row i) with what training needs per
+    row: the encoded item-entity workflow outputs, train popularity and availability."""
 
-    item_ids: np.ndarray            # int64 raw ids
-    features: dict[str, np.ndarray]  # encoded item-entity workflow outputs per row
-    popularity: np.ndarray           # float32 train interaction count per row
-    available: np.ndarray            # bool
-
-    def rows(self, raw_ids: np.ndarray) -> np.ndarray:
-        """Catalog rows of raw item ids (-1 where unknown)."""
-        order = np.argsort(self.item_ids, kind="stable")
-        sorted_ids = self.item_ids[order]
-        pos = np.searchsorted(sorted_ids, raw_ids)
-        pos = np.clip(pos, 0, len(sorted_ids) - 1)
-        found = sorted_ids[pos] == raw_ids
-        return np.where(found, order[pos], -1)
+    def __init__(self, item_ids: np.ndarray, features: dict[str, np.ndarray], popularity: np.ndarray,
+                 available: np.ndarray) -> None:
+        super().__init__(item_ids)
+        self.features = features  # encoded item-entity workflow outputs per row
+        self.popularity = popularity  # float32 train interaction count per row
+        self.available = available  # bool
 
     def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v[rows] for k, v in self.features.items()}
@@ -142,10 +136,10 @@ def raw_entity_columns(table: pd.DataFrame, inputs: list[Any], extra: dict[str, 
     return out
 
 
-def build_catalog(fitted: Any, items: pd.DataFrame, train: pd.DataFrame) -> Catalog:
+def build_catalog(fitted: Any, items: pd.DataFrame, train: pd.DataFrame) -> EncodedCatalog:
     item_ids = items["item_id"].to_numpy(np.int64)
     features = transform_chunked(fitted, raw_entity_columns(items, workflow_inputs(fitted, "item")), "item")
-    catalog = Catalog(
+    catalog = EncodedCatalog(
         item_ids=item_ids, features=features, popularity=np.zeros(len(items), np.float32),
         available=items["available"].to_numpy(bool) if "available" in items else np.ones(len(items), bool),
     )
@@ -197,10 +191,7 @@ def encode_users(
 
 
 def user_rows_of(users: pd.DataFrame, user_ids: np.ndarray) -> np.ndarray:
-    ids = users["user_id"].to_numpy(np.int64)
-    order = np.argsort(ids, kind="stable")
-    pos = np.clip(np.searchsorted(ids[order], user_ids), 0, len(ids) - 1)
-    return np.where(ids[order][pos] == user_ids, order[pos], -1)
+    return IdIndex(users["user_id"].to_numpy(np.int64)).rows(user_ids)
 
 
 def serving_user_raw(history: pd.DataFrame, user_ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -255,7 +246,7 @@ class TrainingData:
     before the last), the ranker's positives, so their retrieval scores are not inflated by fitting;
     ``val``: each user's last train interaction (early stopping of both models)."""
 
-    catalog: Catalog
+    catalog: EncodedCatalog
     train: Examples
     val: Examples
     specs: list[Any]
@@ -279,7 +270,7 @@ def load_tables(data_dir: Path) -> tuple[Any, Any, pd.DataFrame, pd.DataFrame, p
 
 
 def build_examples(
-    fitted: Any, users: pd.DataFrame, train: pd.DataFrame, catalog: Catalog, rows: np.ndarray,
+    fitted: Any, users: pd.DataFrame, train: pd.DataFrame, catalog: EncodedCatalog, rows: np.ndarray,
     length: int = HISTORY_LENGTH,
 ) -> Examples:
     """Leave-future-out examples for interaction ``rows`` of the sorted ``train`` table."""

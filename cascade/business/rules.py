@@ -7,13 +7,16 @@ Order of operations for one request:
 2. add configured boosts (by category and by item id) to the ranking scores;
 3. order: by boosted score (``explore == 0``), or by softmax sampling without replacement at
    temperature ``explore`` (the Gumbel-top-k trick, seeded; the seed is returned for replay);
-4. category caps ("at most m of one category among the first w positions"): walking the order,
-   an item that would break a cap is dropped, so the answer is a subsequence of the order and,
-   with ``explore == 0``, its scores are descending;
+4. category caps ("at most m of one category among the first w positions"): each position inside
+   the largest window takes the best-ordered item the caps allow there; an item skipped at one
+   position is reconsidered at the next ones and, after the window, skipped items follow in
+   order. So ``top_k`` items come back whenever the caps can be met with the eligible candidates.
+   With ``explore == 0`` the answer is the score order except that items a cap held back move
+   down (so a score may be higher than the one before it);
 5. the first ``top_k`` items.
 
 All steps are vectorised except the cap walk, which only visits positions inside the largest cap
-window (plus the items it drops).
+window (plus the items it skips).
 """
 
 from __future__ import annotations
@@ -87,32 +90,51 @@ def _order(scores: np.ndarray, explore: float, seed: int) -> np.ndarray:
     return np.argsort(-keys, kind="stable")
 
 
+def _allowed(category: object, position: int, rules: BusinessRules, counts: list[dict[object, int]]) -> bool:
+    if category is None:
+        return True
+    return all(
+        position >= cap.window or count.get(category, 0) < cap.max_per_category
+        for cap, count in zip(rules.category_caps, counts)
+    )
+
+
 def _apply_caps(order: np.ndarray, categories: np.ndarray, rules: BusinessRules, top_k: int) -> np.ndarray:
+    """Fill each position inside the largest cap window with the best-ordered item the caps allow
+    there, reconsidering items skipped at earlier positions first (they precede the unvisited ones
+    in the order); after the window, skipped and unvisited items follow in order. So an item is
+    only dropped when no later position could take it: the answer has ``top_k`` items whenever
+    the caps can be met with the eligible candidates."""
     if not rules.category_caps or len(order) == 0:
         return order[:top_k]
     horizon = min(max(cap.window for cap in rules.category_caps), top_k)
     picked: list[int] = []
+    pending: list[int] = []  # skipped at an earlier position, in order
     counts: list[dict[object, int]] = [dict() for _ in rules.category_caps]
-    examined = 0
-    for examined, candidate in enumerate(order, start=1):
-        category = categories[candidate]
+    cursor = 0
+    while len(picked) < horizon:
         position = len(picked)
-        allowed = True
+        chosen = next((j for j, c in enumerate(pending) if _allowed(categories[c], position, rules, counts)), None)
+        if chosen is not None:
+            candidate = pending.pop(chosen)
+        else:
+            while cursor < len(order) and not _allowed(categories[order[cursor]], position, rules, counts):
+                pending.append(int(order[cursor]))
+                cursor += 1
+            if cursor == len(order):
+                break  # nothing left that the caps allow here: positions only advance by picking
+            candidate = int(order[cursor])
+            cursor += 1
+        picked.append(candidate)
+        category = categories[candidate]
         if category is not None:
             for cap, count in zip(rules.category_caps, counts):
-                if position < cap.window and count.get(category, 0) >= cap.max_per_category:
-                    allowed = False
-                    break
-        if allowed:
-            picked.append(int(candidate))
-            if category is not None:
-                for cap, count in zip(rules.category_caps, counts):
-                    if position < cap.window:
-                        count[category] = count.get(category, 0) + 1
-        if len(picked) >= horizon:
-            break
-    rest = order[examined:][: top_k - len(picked)]
-    return np.concatenate([np.asarray(picked, dtype=np.int64), rest.astype(np.int64)])
+                if position < cap.window:
+                    count[category] = count.get(category, 0) + 1
+    if len(picked) < horizon:  # the caps cannot be met further: skipped items stay out
+        return np.asarray(picked, dtype=np.int64)
+    rest = np.concatenate([np.asarray(pending, dtype=np.int64), order[cursor:].astype(np.int64)])
+    return np.concatenate([np.asarray(picked, dtype=np.int64), rest[: top_k - len(picked)]])
 
 
 def select(

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done, replace_dir
 from cascade.errors import InvalidInputError, NotFoundError
 from cascade.features.history import HISTORY_LENGTH, user_history
+from cascade.ids import IdIndex
 from cascade.features.schema import (
     CATALOG_ROW,
     DERIVED_USER_COLUMNS,
@@ -49,7 +50,7 @@ OnlineStoreKind = Literal["sqlite", "redis"]
 
 PROJECT = "cascade"
 GENERATOR_VERSION = 1
-META_FILE = "cascade_repo.json"
+REPO_META_FILE = "cascade_repo.json"  # marks a generated feature repo (not the snapshot's meta.json)
 DEFINITIONS_FILE = "definitions.py"
 USER_VIEW = "user_features"
 ITEM_VIEW = "item_features"
@@ -107,15 +108,15 @@ class FeatureRepo:
     def save(self) -> None:
         payload = asdict(self)
         payload.pop("root")
-        (self.root / META_FILE).write_text(json.dumps(payload, indent=2))
+        (self.root / REPO_META_FILE).write_text(json.dumps(payload, indent=2))
 
     @classmethod
     def load(cls, repo_dir: Path) -> "FeatureRepo":
         root = Path(repo_dir).resolve()
-        path = root / META_FILE
+        path = root / REPO_META_FILE
         if not path.is_file():
             raise NotFoundError(
-                f"{repo_dir} is not a cascade feature repo: {META_FILE} is missing "
+                f"{repo_dir} is not a cascade feature repo: {REPO_META_FILE} is missing "
                 "(create one with `cascade features generate --data DIR --repo DIR`)"
             )
         payload = json.loads(path.read_text())
@@ -265,11 +266,8 @@ def _user_table(paths, info, ts: pa.Scalar) -> tuple[pa.Table, list[FeastColumn]
             f"{paths.train}: user ids {missing[:5].tolist()} are not in {paths.users.name} "
             "(the dataset contract requires every train user there)"
         )
-    history_ids = history["user_id"].to_numpy(np.int64)  # ascending: train is sorted by user_id
-    pos = np.searchsorted(history_ids, user_ids)
-    pos_clipped = np.minimum(pos, max(len(history_ids) - 1, 0))
-    has = (pos < len(history_ids)) & (history_ids[pos_clipped] == user_ids) if len(history_ids) else np.zeros(len(user_ids), bool)
-    rows = np.where(has, pos_clipped, -1)
+    rows = IdIndex(history["user_id"].to_numpy(np.int64)).rows(user_ids)
+    has = rows >= 0
     empty = np.array([], dtype=np.int64)
     recent = history["recent_items"].to_numpy()
     seen = history["seen_items"].to_numpy()
@@ -337,11 +335,11 @@ def generate_feature_repo(
                       redis_connection=redis_connection, generator=GENERATOR_VERSION,
                       history_length=HISTORY_LENGTH)
     repo_dir = Path(repo_dir).resolve()
-    if is_fresh(repo_dir, key) and (repo_dir / META_FILE).is_file():
+    if is_fresh(repo_dir, key) and (repo_dir / REPO_META_FILE).is_file():
         return FeatureRepo.load(repo_dir)
-    if repo_dir.exists() and any(repo_dir.iterdir()) and not (repo_dir / META_FILE).is_file():
+    if repo_dir.exists() and any(repo_dir.iterdir()) and not (repo_dir / REPO_META_FILE).is_file():
         raise InvalidInputError(
-            f"--repo {repo_dir} exists and is not a cascade feature repo ({META_FILE} missing); "
+            f"--repo {repo_dir} exists and is not a cascade feature repo ({REPO_META_FILE} missing); "
             "choose an empty or new folder"
         )
 

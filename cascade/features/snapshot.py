@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from cascade.errors import DataValidationError, InvalidInputError, NotFoundError, SchemaError
 from cascade.features.repo import ITEM_VIEW, SNAPSHOT_DIR, FeatureRepo
 from cascade.features.schema import CATALOG_ROW, numpy_column
+from cascade.ids import IdIndex
 
 if TYPE_CHECKING:  # pragma: no cover
     from feast import FeatureStore
@@ -54,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
 LOG = logging.getLogger(__name__)
 LATEST = "LATEST"
 ITEMS_FILE = "items.parquet"
-META_FILE = "meta.json"
+SNAPSHOT_META_FILE = "meta.json"
 KEEP = 3
 _TS_FORMAT = "%Y%m%dT%H%M%S%fZ"
 SNAPSHOT_FORMAT = 2  # 2: meta.json carries sha256, size and the Arrow schema of items.parquet
@@ -170,7 +171,7 @@ def write_item_snapshot(
             "feature_timestamp": repo.feature_timestamp,
             "created_at": datetime.now(timezone.utc).isoformat(),
         }
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+        (staging / SNAPSHOT_META_FILE).write_text(json.dumps(meta, indent=2))
         os.replace(staging, root / version)
     finally:
         if staging.exists():
@@ -201,8 +202,7 @@ class ItemSnapshot:
     list_columns: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        self._order = np.argsort(self.item_ids, kind="stable")
-        self._sorted_ids = self.item_ids[self._order]
+        self._index = IdIndex(self.item_ids)
 
     def __len__(self) -> int:
         return int(self.item_ids.shape[0])
@@ -250,12 +250,7 @@ class ItemSnapshot:
 
     def rows_for(self, item_ids: np.ndarray) -> np.ndarray:
         """Catalog row of each raw item id (int64, -1 for ids not in the catalog); vectorised."""
-        ids = np.asarray(item_ids, dtype=np.int64)
-        if len(self._sorted_ids) == 0:
-            return np.full(ids.shape, -1, dtype=np.int64)
-        pos = np.searchsorted(self._sorted_ids, ids)
-        pos = np.minimum(pos, len(self._sorted_ids) - 1)
-        return np.where(self._sorted_ids[pos] == ids, self._order[pos], -1).astype(np.int64)
+        return self._index.rows(item_ids)
 
     def gather(self, rows: np.ndarray, columns: list[str] | None = None) -> dict[str, np.ndarray]:
         """Every column (or ``columns``) at catalog ``rows`` (each 0 <= row < len); vectorised."""
@@ -272,11 +267,11 @@ class ItemSnapshot:
 
 
 def _read_meta(version_dir: Path) -> dict:
-    path = version_dir / META_FILE
+    path = version_dir / SNAPSHOT_META_FILE
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise InvalidSnapshotError(f"item snapshot {version_dir} has no {META_FILE} (half-written?)") from None
+        raise InvalidSnapshotError(f"item snapshot {version_dir} has no {SNAPSHOT_META_FILE} (half-written?)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSnapshotError(f"item snapshot {path} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict) or not isinstance(meta.get("version"), str) or not isinstance(meta.get("rows"), int):
@@ -286,29 +281,29 @@ def _read_meta(version_dir: Path) -> dict:
 
 def _check_file(items: Path, meta: dict) -> None:
     if "sha256" not in meta:
-        LOG.warning("item snapshot %s predates checksums (no sha256 in %s): not verified", items.parent, META_FILE)
+        LOG.warning("item snapshot %s predates checksums (no sha256 in %s): not verified", items.parent, SNAPSHOT_META_FILE)
         return
     size = items.stat().st_size
     if "size" in meta and size != meta["size"]:
         raise InvalidSnapshotError(
-            f"item snapshot {items} has {size} bytes, {META_FILE} says {meta['size']} (truncated or half-written)")
+            f"item snapshot {items} has {size} bytes, {SNAPSHOT_META_FILE} says {meta['size']} (truncated or half-written)")
     digest = _sha256(items)
     if digest != meta["sha256"]:
         raise InvalidSnapshotError(
-            f"item snapshot {items}: sha256 {digest[:12]}... does not match {META_FILE} ({str(meta['sha256'])[:12]}...); "
+            f"item snapshot {items}: sha256 {digest[:12]}... does not match {SNAPSHOT_META_FILE} ({str(meta['sha256'])[:12]}...); "
             "the file is corrupt or was replaced")
 
 
 def _check_table(items: Path, table: pa.Table, meta: dict) -> None:
     if table.num_rows != meta["rows"]:
-        raise InvalidSnapshotError(f"item snapshot {items} has {table.num_rows} rows, {META_FILE} says {meta['rows']}")
+        raise InvalidSnapshotError(f"item snapshot {items} has {table.num_rows} rows, {SNAPSHOT_META_FILE} says {meta['rows']}")
     if "item_id" not in table.column_names or not pa.types.is_integer(table.schema.field("item_id").type):
         raise InvalidSnapshotError(f"item snapshot {items}: column item_id (int64) is missing")
     expected = meta.get("schema")
     if expected is not None and _schema(table.schema) != expected:
         got = _schema(table.schema)
         diff = sorted(set(got.items()) ^ set(expected.items()))
-        raise InvalidSnapshotError(f"item snapshot {items}: schema differs from {META_FILE}: {diff[:4]}")
+        raise InvalidSnapshotError(f"item snapshot {items}: schema differs from {SNAPSHOT_META_FILE}: {diff[:4]}")
     columns = meta.get("columns")
     if columns is not None and list(table.column_names) != list(columns):
-        raise InvalidSnapshotError(f"item snapshot {items}: columns {table.column_names} != {META_FILE} columns {columns}")
+        raise InvalidSnapshotError(f"item snapshot {items}: columns {table.column_names} != {SNAPSHOT_META_FILE} columns {columns}")

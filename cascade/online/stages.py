@@ -15,6 +15,7 @@ import numpy as np
 from cascade.business.config import BusinessRules
 from cascade.business.rules import Candidates, Selection, select
 from cascade.errors import InvalidInputError, UnavailableError
+from cascade.ids import IdIndex
 from cascade.online.catalog import CandidateFeatures, CatalogRefresher, EncodedCatalog, category_key, prepare_catalog
 from cascade.online.onnx import OnnxModel
 from cascade.online.tensors import EncodedLayout, pack_encoded, unpack_encoded
@@ -190,18 +191,13 @@ class RetrievalStage:
         self.popular_rows = np.argsort(-popularity, kind="stable").astype(np.int64)
         self.n_candidates = int(min(n_candidates, len(self.item_ids)))
         self.drop_seen = bool(drop_seen)
-        self._order = np.argsort(self.item_ids, kind="stable")
-        self._sorted = self.item_ids[self._order]
+        self._rows = IdIndex(self.item_ids)
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, 2 * self.n_candidates)
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(item_ids, dtype=np.int64).reshape(-1)
-        if not len(ids):
-            return ids
-        pos = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
-        hit = self._sorted[pos] == ids
-        return self._order[pos[hit]]
+        """Catalog rows of the known ids (unknown ids dropped)."""
+        return self._rows.known_rows(item_ids)
 
     def retrieve(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray) -> np.ndarray:
         """Candidate catalog rows, best first (the ranking stage scores them; no caller uses the ANN scores)."""

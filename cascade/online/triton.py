@@ -12,7 +12,11 @@ Batching stages (``max_batch_size > 0`` with ``dynamic_batching`` in config.pbtx
 requests per ``execute``; each request's tensors keep their own shape with a leading batch dim of 1
 (inputs are ragged, so Triton never concatenates them). A stage may override
 :meth:`StageModel.run_batch` to compute the whole batch at once (one ONNX Runtime call, one Feast read);
-if that raises, every request of the batch is retried alone so one bad request fails only itself.
+if that raises or returns the wrong number of results, the batch is logged once (warning) and
+counted in ``cascade_stage_batch_fallbacks_total{stage}``, and every request of the batch is retried
+alone so one bad request fails only itself. The default :meth:`StageModel.run_batch` runs each
+request once and keeps each failure as that request's result, so it never falls back (a request
+is never run twice, and its counters are never incremented twice).
 """
 
 from __future__ import annotations
@@ -27,9 +31,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from cascade.errors import CascadeError, triton_code_name
+from cascade.errors import BundleMismatchError, CascadeError, triton_code_name
+
+# the bundle tag (cascade/bundles/tagging.py; duplicated here so model start-up imports nothing more)
+BUNDLE_PARAMETER = "bundle_id"
+BUNDLE_OUTPUT = "cascade_bundle"
+BUNDLE_INPUT_PREFIX = "cascade_bundle_from_"
+BUNDLE_NAME_SEPARATOR = "__"
 
 STAGE_ERRORS_METRIC = "cascade_stage_errors_total"
+BATCH_FALLBACKS_METRIC = "cascade_stage_batch_fallbacks_total"
 PHASE_METRIC = "cascade_phase_seconds"
 # Seconds; a phase of one execution spans ~20 us (a gather) to tens of ms (a 1M-item retrieval).
 PHASE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -49,6 +60,7 @@ class StageContext:
     def __init__(self, args: Mapping[str, str]) -> None:
         self.model_config: dict[str, Any] = json.loads(args["model_config"])
         self.name: str = args["model_name"]
+        self.stage: str = self.name.split(BUNDLE_NAME_SEPARATOR, 1)[0]  # "<stage>__<bundle>" in a bundle server
         self.repository = Path(args["model_repository"])
         self.version_dir = self.repository / str(args["model_version"])
         self.instance_kind: str = args.get("model_instance_kind", "CPU")
@@ -58,7 +70,7 @@ class StageContext:
         }
 
     def parameter(self, key: str, default: str | None = None) -> str:
-        env_key = f"CASCADE_{self.name.upper()}_{key.upper()}"
+        env_key = f"CASCADE_{self.stage.upper()}_{key.upper()}"
         value = os.environ.get(env_key) or self.parameters.get(key) or default
         if value is None:
             raise CascadeError(f"model {self.name}: parameter {key!r} is not set in config.pbtxt")
@@ -69,7 +81,26 @@ class StageContext:
         from cascade.online.export_layout import ExportLayout
 
         value = Path(self.parameter(key, default))
-        return value if value.is_absolute() else (ExportLayout.for_model(self.repository).root / value).resolve()
+        return value if value.is_absolute() else (self.export_root / value).resolve()
+
+    @property
+    def export_root(self) -> Path:
+        """The export (bundle) this model belongs to: the ``export_root`` parameter that
+        ``cascade rollout`` sets, else the export containing the model folder."""
+        from cascade.online.export_layout import ExportLayout
+
+        root = self.parameters.get("export_root")
+        return Path(root) if root else ExportLayout.for_model(self.repository).root
+
+    @property
+    def export_layout(self):  # -> cascade.online.export_layout.ExportLayout
+        from cascade.online.export_layout import ExportLayout
+
+        return ExportLayout(self.export_root)
+
+    @property
+    def bundle_id(self) -> str:
+        return self.parameters.get(BUNDLE_PARAMETER, "")
 
     def model_path(self, key: str, default: str | None = None) -> Path:
         """A path parameter; relative paths are resolved against this model's version folder."""
@@ -94,10 +125,17 @@ class StageModel(ABC):
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Named numpy inputs of one request -> named numpy outputs (raise CascadeError on bad input)."""
 
-    def run_batch(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray] | CascadeError]:
+    def run_batch(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray] | Exception]:
         """Several requests' inputs -> their outputs, in order; a request's entry may be the
-        CascadeError that request gets. Default: :meth:`run` on each."""
-        return [self.run(inputs) for inputs in batch]
+        exception (normally a CascadeError) that request gets. Default: :meth:`run` on each, once;
+        a failure stays that request's result, so the batch never needs a re-run."""
+        results: list[dict[str, np.ndarray] | Exception] = []
+        for inputs in batch:
+            try:
+                results.append(self.run(inputs))
+            except Exception as error:  # noqa: BLE001 - answered as this request's error in execute
+                results.append(error)
+        return results
 
     # --- Triton entry points ------------------------------------------------------------------
     def initialize(self, args: Mapping[str, str]) -> None:
@@ -115,8 +153,17 @@ class StageModel(ABC):
             kind=pb_utils.MetricFamily.COUNTER,
         )
         self._error_metrics: dict[str, Any] = {}
+        self._fallback_family = pb_utils.MetricFamily(
+            name=BATCH_FALLBACKS_METRIC,
+            description="Batches whose vectorised run_batch failed and were retried request by request",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self._fallback_metric: Any = None
+        self._bundle_tag = _fingerprint(self.context.bundle_id)
+        self._emits_bundle = BUNDLE_OUTPUT in self.output_types
         self.build(self.context)
-        self.logger.log_info(f"{self.stage_name}: ready ({self.context.instance_kind})")
+        bundle = f", bundle {self.context.bundle_id}" if self.context.bundle_id else ""
+        self.logger.log_info(f"{self.stage_name}: ready ({self.context.instance_kind}{bundle})")
 
     def counter(self, name: str, description: str, labels: Mapping[str, str] | None = None) -> "BufferedCounter":
         """A ``{stage=...}`` counter of a metric family kept alive for the model's lifetime (Triton
@@ -150,7 +197,7 @@ class StageModel(ABC):
             self._flusher = MetricFlusher(METRIC_FLUSH_SECONDS, self.logger)
         return PhaseClock({
             name: self._flusher.add(BufferedHistogram(
-                family.Metric(labels={"model": self.context.name, "phase": name}, buckets=list(PHASE_BUCKETS))))
+                family.Metric(labels={"model": self.context.stage, "phase": name}, buckets=list(PHASE_BUCKETS))))
             for name in names
         })
 
@@ -164,21 +211,27 @@ class StageModel(ABC):
     def execute(self, requests: list[Any]) -> list[Any]:
         pb_utils = _pb_utils()
         batch = [self._inputs(request) for request in requests]
-        results: list[dict[str, np.ndarray] | CascadeError | None] = [None] * len(batch)
-        if len(batch) > 1:
+        # a request carrying another bundle's tensors gets its error here and is not computed
+        results: list[dict[str, np.ndarray] | Exception | None] = [self._check_bundle(i) for i in batch]
+        todo = [i for i, result in enumerate(results) if result is None]
+        if len(todo) > 1:
             try:
-                computed = self.run_batch(batch)
-                if len(computed) == len(batch):
-                    results = list(computed)
-            except Exception:  # noqa: BLE001 - None: each request is retried alone below
-                pass
+                computed = list(self.run_batch([batch[i] for i in todo]))
+                if len(computed) != len(todo):
+                    raise ValueError(f"run_batch returned {len(computed)} results for {len(todo)} requests")
+                for i, result in zip(todo, computed):
+                    results[i] = result
+            except Exception as error:  # noqa: BLE001 - None: each request is retried alone below
+                self._count_fallback(len(todo), error)
         responses = []
         for inputs, result in zip(batch, results):
             try:
                 if result is None:  # a single request, or a batch that failed as a whole
                     result = self.run(inputs)
-                if isinstance(result, CascadeError):
+                if isinstance(result, Exception):
                     raise result
+                if self._emits_bundle:
+                    result = {**result, BUNDLE_OUTPUT: np.array([[self._bundle_tag]], dtype=np.int64)}
                 tensors = [
                     pb_utils.Tensor(name, np.asarray(value, dtype=self.output_types[name]))
                     for name, value in result.items()
@@ -194,10 +247,34 @@ class StageModel(ABC):
                 responses.append(self._error_response(pb_utils, f"internal error: {error}", "INTERNAL"))
         return responses
 
+    def _count_fallback(self, n_requests: int, error: Exception) -> None:
+        """One warning and one count per batch that falls back to request-by-request."""
+        self.logger.log_warn(
+            f"{self.stage_name}: batch of {n_requests} requests failed as a whole "
+            f"({type(error).__name__}: {error}); retrying each request alone"
+        )
+        if self._fallback_metric is None:
+            self._fallback_metric = self._fallback_family.Metric(labels={"stage": self.stage_name})
+        self._fallback_metric.increment(1)
+
     def _inputs(self, request: Any) -> dict[str, np.ndarray]:
         # One pass over request.inputs(): pb_utils.get_input_tensor_by_name rebuilds that list per
         # name (n^2 pybind objects for n inputs). Triton only passes inputs declared in config.pbtxt.
         return {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}
+
+    def _check_bundle(self, inputs: dict[str, np.ndarray]) -> BundleMismatchError | None:
+        """Pop the ``cascade_bundle_from_*`` inputs; an error when one names another bundle."""
+        for name in [n for n in inputs if n.startswith(BUNDLE_INPUT_PREFIX)]:
+            tag = inputs.pop(name)
+            if tag.size != 1 or int(tag.reshape(-1)[0]) != self._bundle_tag:
+                source = name[len(BUNDLE_INPUT_PREFIX):]
+                got = tag.reshape(-1).tolist()
+                return BundleMismatchError(
+                    f"mixed bundles refused: tensors from {source} carry bundle fingerprint {got}, this "
+                    f"stage ({self.context.name}) serves bundle {self.context.bundle_id!r} "
+                    f"(fingerprint {self._bundle_tag})"
+                )
+        return None
 
     def _error_response(self, pb_utils, message: str, code: str):
         error = pb_utils.TritonError(f"{self.stage_name}: {message}", getattr(pb_utils.TritonError, code))
@@ -207,6 +284,13 @@ class StageModel(ABC):
         if self._flusher is not None:
             self._flusher.stop()
         self.logger.log_info(f"{self.stage_name}: unloaded")
+
+
+def _fingerprint(bundle_id: str) -> int:
+    """Same as cascade.bundles.tagging.fingerprint (signed int64 of sha256(bundle_id)[:8])."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(bundle_id.encode()).digest()[:8], "big", signed=True)
 
 
 class BufferedCounter:

@@ -23,6 +23,7 @@ from cascade.online.request import MAX_TOP_K
 
 WARMUP_DIR = "warmup"  # Triton reads input_data_file from <model>/warmup/
 WARMUP_TOP_K = 10
+WARMUP_MODELS = ("candidates", "ranking", "business_logic")  # the keys of stage_warmups()
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ def stage_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
     n = max(1, min(manifest.n_candidates, n_items))
     top_k = np.array([min(WARMUP_TOP_K, MAX_TOP_K, n)], dtype=np.int32)
     return {
-        "candidates": [WarmupInput("user_id", "TYPE_INT64", (1,)), WarmupInput("top_k", "TYPE_INT32", (1,), top_k)],
+        "candidates": [WarmupInput("user_id", "TYPE_INT64", (1,)), WarmupInput("top_k", "TYPE_INT32", (1,), top_k),
+                       WarmupInput("explore", "TYPE_FP32", (1,))],
         "ranking": [
             WarmupInput("user_cat", "TYPE_INT64", (len(user.categorical),)),
             WarmupInput("user_cont", "TYPE_FP32", (len(user.continuous),)),
@@ -78,10 +80,16 @@ def warmup_config(inputs: list[WarmupInput]) -> str:
 
 def write_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
     """Append each stage's ``model_warmup`` to its config.pbtxt and write its data files."""
+    from cascade.bundles.tagging import tag_inputs
+
     warmups = stage_warmups(layout)
     for model, inputs in warmups.items():
         model_dir = layout.model_repository / model
         config = model_dir / "config.pbtxt"
+        # the bundle tags of the export (cascade/bundles/tagging.py): the stage checks them
+        inputs = inputs + [WarmupInput(name, "TYPE_INT64", (1,), np.array([value], dtype=np.int64))
+                           for name, value in tag_inputs(config)]
+        warmups[model] = inputs
         for i in inputs:
             if i.data is not None:
                 (model_dir / WARMUP_DIR).mkdir(exist_ok=True)

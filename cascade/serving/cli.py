@@ -65,6 +65,15 @@ def resolve_repository(repo: Path | None) -> Path:
     return _model_repository_of(path)
 
 
+def export_root_of(repo: Path | None) -> Path | None:
+    """The export root ``repo`` (or the latest export) names, None for a plain model repository."""
+    from cascade.online.export_layout import MANIFEST
+
+    resolved = resolve_repository(repo)
+    root = resolved.parent if resolved.name == "model_repository" else resolved
+    return root if (root / MANIFEST).is_file() else None
+
+
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _StopRequested(signum)
 
@@ -99,8 +108,16 @@ def serve(
     stub_watchdog: Annotated[
         bool, typer.Option(help="Restart a model whose Python stub died (explicit mode), else stop the server.")
     ] = True,
+    bundles: Annotated[
+        bool, typer.Option(help="An export is served as a bundle: explicit model control, so `cascade rollout` "
+                                "and `cascade rollback` work. --no-bundles serves its model_repository as is.")
+    ] = True,
+    repository: Annotated[
+        Optional[Path], typer.Option(help="Bundle repository folder (default build/bundles/repository-<grpc port>).")
+    ] = None,
 ) -> None:
-    """Serve a model repository with the bundled tritonserver until Ctrl-C or SIGTERM."""
+    """Serve an export as a bundle (or a model repository) with the bundled tritonserver until Ctrl-C or SIGTERM."""
+    from cascade.serving.admin import ADMIN_KEY_ENV, admin_key_from_env
     from cascade.serving.server import TritonServer, TritonServerConfig
 
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -110,22 +127,31 @@ def serve(
         loads = list(load_model or [])
         if mode == "explicit" and not loads:
             loads = ["*"]
-        config = TritonServerConfig(
-            model_repository=resolve_repository(repo).resolve(),
-            http_port=http_port,
-            grpc_port=grpc_port,
-            metrics_port=metrics_port,
-            host=host,
-            model_control_mode=mode,  # type: ignore[arg-type]
-            load_models=loads,
-            log_verbose=log_verbose,
-            log_file=log_file,
-            extra_args=list(extra_arg or []),
-            stub_watchdog=stub_watchdog,
-        )
+        fields = dict(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, host=host,
+                      log_verbose=log_verbose, log_file=log_file, extra_args=list(extra_arg or []),
+                      admin_key=admin_key_from_env(),  # restricts the admin-class APIs when set
+                      stub_watchdog=stub_watchdog)
+        export = export_root_of(repo) if bundles and mode == "none" and not loads else None
+        if export is not None:
+            from cascade.bundles.serve import bundle_server_config, default_repository, prepare_repository
+
+            config = bundle_server_config(prepare_repository(repository or default_repository(grpc_port)), **fields)
+        else:
+            config = TritonServerConfig(
+                model_repository=resolve_repository(repo).resolve(),
+                model_control_mode=mode,  # type: ignore[arg-type]
+                load_models=loads,
+                **fields,  # type: ignore[arg-type]
+            )
         server = TritonServer(config)
         server.start()
         seconds = server.wait_until_ready(timeout)
+        if export is not None:
+            from cascade.bundles.rollout import rollout
+
+            result = rollout(export, server.grpc_url, grace_s=0.0)
+            seconds += result.seconds.get("total", 0.0)
+            typer.echo(f"bundle {result.bundle_id} is live (roll out another: cascade rollout EXPORT --url {server.grpc_url})")
         typer.echo(
             f"tritonserver ready in {seconds:.1f} s (pid {server.pid}), repository "
             f"{config.model_repository}, listening on {host}\n"
@@ -133,7 +159,8 @@ def serve(
             f"  gRPC     {server.grpc_url}\n"
             f"  metrics  {server.metrics_url}\n"
             f"  log      {server.log_file}\n"
-            "Press Ctrl-C to stop."
+            + (f"  admin APIs need the admin-key header (${ADMIN_KEY_ENV})\n" if config.admin_key else "")
+            + "Press Ctrl-C to stop."
         )
         while (code := server.poll()) is None:
             time.sleep(POLL_INTERVAL_S)

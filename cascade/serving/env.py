@@ -66,4 +66,5 @@ def build_server_env(
     )
     env["PATH"] = _prepend([str(Path(prefix or sys.prefix) / "bin")], env.get("PATH"))
     env.pop("PYTHONHOME", None)  # would override the prefix the stub derives from PATH
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # tritonserver's own Python (the stubs may ignore it: cascade.bundles.models)
     return env

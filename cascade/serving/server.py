@@ -29,6 +29,7 @@ from typing import IO, Literal
 
 from cascade.errors import InvalidInputError, NotFoundError, ServerStartError
 from cascade.paths import build_dir
+from cascade.serving.admin import ADMIN_APIS, redact, restricted_api_args, validate_admin_key, validate_apis
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,10 @@ class TritonServerConfig:
     # Restart a model whose Python stub died (explicit mode) or stop the server (other modes), so it
     # is never "ready" while a stage fails every request (cascade/serving/stubs.py).
     stub_watchdog: bool = False
+    # Admin-class APIs (cascade.serving.admin.ADMIN_APIS) need the header `admin-key: <key>`
+    # when set; clients send cascade.serving.admin.admin_headers(). Never shown in repr or logs.
+    admin_key: str | None = field(default=None, repr=False)
+    restricted_apis: tuple[str, ...] = ADMIN_APIS
 
     def validate(self) -> None:
         """Raise InvalidInputError naming the first bad field."""
@@ -89,6 +94,14 @@ class TritonServerConfig:
                 raise InvalidInputError(
                     f"extra_args: expected tritonserver options like '--name=value', got {arg!r}"
                 )
+            if arg.startswith(("--http-restricted-api", "--grpc-restricted-protocol")):
+                raise InvalidInputError(
+                    f"extra_args: {arg.split('=', 1)[0]} is set from admin_key/restricted_apis; "
+                    "pass those fields instead"
+                )
+        validate_apis(self.restricted_apis)
+        if self.admin_key is not None:
+            validate_admin_key(self.admin_key)
 
 
 def build_command(
@@ -114,6 +127,8 @@ def build_command(
     if config.repository_poll_secs is not None:
         cmd.append(f"--repository-poll-secs={config.repository_poll_secs}")
     cmd += [f"--load-model={name}" for name in config.load_models]
+    if config.admin_key is not None:
+        cmd += restricted_api_args(config.admin_key, config.restricted_apis)
     cmd += list(config.extra_args)
     return cmd
 
@@ -198,7 +213,8 @@ class TritonServer:
         self.log_file = Path(self.config.log_file or self._default_log_file())
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = self.log_file.open("wb")
-        logger.info("starting tritonserver: %s (log: %s)", " ".join(cmd), self.log_file)
+        logger.info("starting tritonserver: %s (log: %s)", " ".join(redact(cmd, self.config.admin_key)),
+                    self.log_file)
         self._started_at = time.monotonic()
         self.ready_seconds = None
         try:

@@ -19,6 +19,14 @@ for f in export.json model_repository/recommend/config.pbtxt feature_repo/cascad
          feature_repo/data/registry.db feature_repo/item_snapshot/LATEST; do
   test -f "${EXPORT}/${f}" || { echo "publish-export: ${EXPORT} lacks ${f} (run \`cascade export\`)" >&2; exit 1; }
 done
+# The Redis AUTH token lives in the cluster's Secret (cascade-feast-redis); an export whose
+# feature_store.yaml carries a literal password (`cascade export --redis-connection ...,password=X`)
+# would copy it into the bucket. ${ENV} references are fine.
+if grep -Eiq '(password|requirepass)[[:space:]]*[=:][[:space:]]*["'"'"']?[^$[:space:]"'"'"']' "${EXPORT}/feature_repo/feature_store.yaml" 2>/dev/null; then
+  echo "publish-export: ${EXPORT}/feature_repo/feature_store.yaml holds a literal Redis password; export with" \
+       "--redis-connection '...,password=\${FEAST_REDIS_PASSWORD}' (or without one) so no secret is uploaded" >&2
+  exit 1
+fi
 V=${VERSION:-$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "${EXPORT}/export.json")}
 [ -n "${V}" ] || { echo "publish-export: no version in ${EXPORT}/export.json" >&2; exit 1; }
 

@@ -38,7 +38,7 @@ def _tensor(name, array, dtype):
     return t
 
 
-def _raw_request(raw, user_id=None, top_k=None, exclude=None, explore=None, *, dtypes=None):
+def _raw_request(raw, user_id=None, top_k=None, exclude=None, explore=None, seed=None, *, dtypes=None):
     dtypes = dtypes or {}
     inputs = []
     if user_id is not None:
@@ -50,6 +50,8 @@ def _raw_request(raw, user_id=None, top_k=None, exclude=None, explore=None, *, d
         inputs.append(_tensor("exclude_item_ids", np.asarray(exclude, dtype=np.int64), "INT64"))
     if explore is not None:
         inputs.append(_tensor("explore", np.asarray([explore], dtype=np.float32), "FP32"))
+    if seed is not None:
+        inputs.append(_tensor("seed", np.asarray([seed], dtype=np.int64), "INT64"))
     return raw.infer("recommend", inputs)
 
 
@@ -70,7 +72,12 @@ def test_known_users_get_unique_unseen_items_in_score_order(client, recommend_se
         assert len(answer.item_ids) == 10
         assert len(set(answer.item_ids)) == 10
         assert not set(answer.item_ids) & recommend_server.seen[user]
-        assert answer.scores == sorted(answer.scores, reverse=True)
+        # score order, except items the category cap (3 per category in the top 5) held back: they
+        # follow after the window, so a score can only rise at a held-back item of a full category
+        top5 = Counter(recommend_server.categories[i] for i in answer.item_ids[:5])
+        for i in range(1, len(answer.scores)):
+            if answer.scores[i] > answer.scores[i - 1]:
+                assert i >= 5 and top5[recommend_server.categories[answer.item_ids[i]]] == 3, (user, answer)
         assert answer.degraded is False
         assert answer.model_version
 
@@ -134,12 +141,16 @@ def test_unknown_user_gets_popular_items_flagged_degraded(client, recommend_serv
         (dict(user_id=None, top_k=10, exclude=[], explore=0.0), "user_id"),
         (dict(user_id=[1], top_k=10, exclude=[], explore=None), "explore"),
         (dict(user_id=[1], top_k=10, exclude=[], explore=0.0, dtypes={"user_id": np.int32}), "user_id"),
+        (dict(user_id=[1], top_k=10, exclude=[], explore=11.0), "explore"),
+        (dict(user_id=[1], top_k=10, exclude=[], explore=1.0, seed=-7), "seed"),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_the_server_stays_ready(raw, recommend_server, kwargs, message):
     with pytest.raises(InferenceServerException) as info:
         _raw_request(raw, **kwargs)
     assert message in str(info.value)
+    if message in ("explore", "seed"):  # validated by the entry stage, before any lookup or model runs
+        assert "candidates:" in str(info.value)
     assert raw.is_server_ready()
     ok = _raw_request(raw, [recommend_server.known_user_ids[0]], 5, [], 0.0)
     assert ok.as_numpy("item_ids").shape == (5,)
@@ -269,6 +280,39 @@ def test_newer_item_snapshot_is_picked_up_without_restart(client, recommend_serv
         after = client.recommend(user, k=5).model_version
     assert after != before
     assert after.split("+items.")[0] == before.split("+items.")[0]
+
+
+def test_a_broken_item_snapshot_is_rejected_and_the_old_one_keeps_serving(client, recommend_server, sample_users):
+    """A published snapshot that cannot be loaded is rejected by the ranking model's background
+    refresh: counted in cascade_snapshot_refresh_failures_total, and answers keep coming from the
+    snapshot already in memory (same model_version)."""
+    import shutil
+
+    from cascade.features.repo import SNAPSHOT_DIR
+    from cascade.features.snapshot import latest_version
+
+    repo = recommend_server.export_root / "feature_repo"
+    user = sample_users[3]
+    serving = client.recommend(user, k=5)
+    good = latest_version(repo)
+    before = _counter(_metrics(recommend_server.metrics_url), "cascade_snapshot_refresh_failures_total")
+    broken = repo / SNAPSHOT_DIR / "99991231T000000000000Z-deadbeef"  # sorts after every real version
+    broken.mkdir()
+    try:
+        (broken / "items.parquet").write_bytes(b"not a parquet file")
+        (broken / "meta.json").write_text('{"version": "%s"}' % broken.name)
+        (repo / SNAPSHOT_DIR / "LATEST").write_text(broken.name + "\n")
+        deadline = time.monotonic() + 15
+        failures = before
+        while failures < before + 1 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            failures = _counter(_metrics(recommend_server.metrics_url), "cascade_snapshot_refresh_failures_total")
+        assert failures >= before + 1
+        after = client.recommend(user, k=5)
+        assert after.model_version == serving.model_version and after.item_ids == serving.item_ids
+    finally:
+        (repo / SNAPSHOT_DIR / "LATEST").write_text(good + "\n")
+        shutil.rmtree(broken, ignore_errors=True)
 
 
 def _counts(client, model: str) -> tuple[int, int]:

@@ -1,36 +1,45 @@
 #!/bin/sh
-# Sync a cascade export from S3 into the /export emptyDir of the Triton pod (IRSA credentials only).
-#   model-sync.sh once    init container: sync EXPORT_VERSION (or the version named in LATEST)
+# Keep the Triton pod on the bundle named by s3://$EXPORT_BUCKET/$EXPORT_PREFIX/LATEST, through
+# the same rollout logic as everywhere else (`cascade rollout`: verify sha256 + code version, load
+# beside the live bundle, smoke, switch `recommend` in one step, keep the previous one loaded).
+#   model-sync.sh once    init container: download + verify EXPORT_VERSION (or LATEST) into
+#                         /export/bundles/<id>/ (Triton then starts; `watch` rolls it out)
 #   model-sync.sh watch   sidecar, every SYNC_INTERVAL_SECONDS:
-#                         * LATEST names a new version: sync it into a fresh folder, switch the
-#                           /export links to it and load the models through Triton's explicit
-#                           model control API (restricted: header admin-key: $ADMIN_KEY);
-#                         * a newer item snapshot was published (materialization CronJob): fetch
-#                           it into the served feature_repo/item_snapshot/; the ranking model
-#                           swaps it in within its refresh_seconds (no reload).
+#     * the live bundle is read from Triton itself (`cascade bundles --live`), never from a file
+#       written beforehand, so a sidecar killed at any point simply retries on restart;
+#     * a wanted bundle is downloaded into bundles/.partial-<id>/, verified against its manifest
+#       (`cascade verify`), and only then renamed to bundles/<id>/ and rolled out: a failed or
+#       interrupted `aws s3 sync` is never activated;
+#     * failures are retried with exponential backoff (SYNC_BACKOFF_SECONDS doubling, at most
+#       SYNC_BACKOFF_MAX_SECONDS), at most SYNC_MAX_ATTEMPTS times per bundle; then the bundle is
+#       marked bad (bundles/.failed-<id>) until LATEST names another one. Live traffic stays put;
+#     * bundle folders Triton no longer holds are pruned; the live bundle's item snapshot follows
+#       the materialization CronJob (feature_repo/item_snapshot/, no reload).
 #
-# S3:      s3://$EXPORT_BUCKET/$EXPORT_PREFIX/<version>/{export.json,model_repository/,artifacts/,feature_repo/}
-#          s3://$EXPORT_BUCKET/$EXPORT_PREFIX/LATEST                       (text: the version to serve)
-#          .../<version>/feature_repo/item_snapshot/{<snapshot>/,LATEST}   (rewritten by the CronJob)
-# /export: versions/<version>/...                     one folder per synced version (current + previous)
-#          export.json model_repository artifacts feature_repo -> versions/<current>/...  (symlinks)
-#          .version                                   the version the links point to
-# tritonserver serves /export/model_repository and the stages get CASCADE_EXPORT_ROOT=/export; a
-# stage resolves its paths (symlinks included) when it loads, so models loaded before a switch keep
-# reading their own version folder.
-# feature_repo/feature_store.yaml is replaced by the cluster's Redis one ($FEAST_CONFIG, ConfigMap
-# cascade-feast); its registry path data/registry.db is the registry shipped with the export.
+# S3:      s3://$EXPORT_BUCKET/$EXPORT_PREFIX/<id>/...  (`cascade release --publish`), .../LATEST
+# /export: bundles/<id>/                  verified bundles (the stages read their artifacts here)
+#          repository/                    Triton's --model-repository, explicit model control (written
+#                                         by `cascade rollout`: <stage>__<id>/, recommend/, ...)
+#          .live                          the live bundle, written only after a successful rollout
+# feature_repo/feature_store.yaml is replaced by the cluster's Redis one ($FEAST_CONFIG); the
+# manifest leaves that file, online.db and item_snapshot/ out of verification (deployment state).
 set -eu
 SRC="s3://${EXPORT_BUCKET}/${EXPORT_PREFIX:-exports}"
 ROOT="${EXPORT_ROOT:-/export}"
+BUNDLES="${ROOT}/bundles"
+REPOSITORY="${ROOT}/repository"   # tritonserver --model-repository (explicit model control)
 FEAST_CONFIG="${FEAST_CONFIG:-/etc/cascade/feast/feature_store.yaml}"
-STATE="${ROOT}/.version"
+STATE="${ROOT}/.live"
 HEARTBEAT="${HEARTBEAT:-/tmp/model-sync.heartbeat}"
-TRITON="${TRITON_URL:-http://127.0.0.1:8000}"
-LINKS="export.json model_repository artifacts feature_repo"
+GRPC="${TRITON_GRPC_URL:-127.0.0.1:8001}"
+INTERVAL="${SYNC_INTERVAL_SECONDS:-60}"
+BACKOFF="${SYNC_BACKOFF_SECONDS:-5}"
+BACKOFF_MAX="${SYNC_BACKOFF_MAX_SECONDS:-300}"
+MAX_ATTEMPTS="${SYNC_MAX_ATTEMPTS:-5}"
 SNAPSHOT_KEEP=3
 
 log() { echo "model-sync: $*"; }
+err() { echo "model-sync: $*" >&2; }
 
 resolve_version() {
   if [ -n "${EXPORT_VERSION:-}" ] && [ "${EXPORT_VERSION}" != "latest" ]; then
@@ -40,107 +49,114 @@ resolve_version() {
   fi
 }
 
-# fetch_snapshot VERSION: bring feature_repo/item_snapshot/ of VERSION up to the snapshot named
-# by its LATEST in S3; the folder is complete (renamed into place) before LATEST is replaced.
+# fetch_snapshot ID: bring feature_repo/item_snapshot/ of bundle ID up to the snapshot named by
+# its LATEST in S3; the folder is complete (renamed into place) before LATEST is replaced.
 fetch_snapshot() {
-  dir="${ROOT}/versions/$1/feature_repo/item_snapshot"
+  dir="${BUNDLES}/$1/feature_repo/item_snapshot"
   remote=$(aws s3 cp --only-show-errors "${SRC}/$1/feature_repo/item_snapshot/LATEST" - | tr -d '[:space:]')
-  [ -n "${remote}" ] || { echo "model-sync: ${SRC}/$1/feature_repo/item_snapshot/LATEST is empty" >&2; return 1; }
+  [ -n "${remote}" ] || { err "${SRC}/$1/feature_repo/item_snapshot/LATEST is empty"; return 1; }
   current=$(tr -d '[:space:]' < "${dir}/LATEST" 2>/dev/null || true)
   [ "${remote}" = "${current}" ] && return 0
   mkdir -p "${dir}"
   if [ ! -d "${dir}/${remote}" ]; then
     rm -rf "${dir}/.tmp-${remote}"
     aws s3 sync --only-show-errors --no-progress "${SRC}/$1/feature_repo/item_snapshot/${remote}/" "${dir}/.tmp-${remote}/"
-    test -f "${dir}/.tmp-${remote}/items.parquet" || { echo "model-sync: snapshot ${remote} has no items.parquet" >&2; return 1; }
+    test -f "${dir}/.tmp-${remote}/items.parquet" || { err "snapshot ${remote} has no items.parquet"; return 1; }
     mv "${dir}/.tmp-${remote}" "${dir}/${remote}"
   fi
   echo "${remote}" > "${dir}/.LATEST.tmp"
   mv -f "${dir}/.LATEST.tmp" "${dir}/LATEST"
-  # Keep the newest snapshots (names sort in publish order), like `cascade features materialize`.
   ls -1 "${dir}" | grep -v -e '^LATEST$' -e '^\.' | sort | head -n "-${SNAPSHOT_KEEP}" | while read -r old; do
     rm -rf "${dir:?}/${old}"
   done
   log "item snapshot of $1 is now ${remote}"
 }
 
-sync_version() {
-  dest="${ROOT}/versions/$1"
-  log "syncing ${SRC}/$1/ -> ${dest}"
-  mkdir -p "${dest}"
-  # Snapshots are fetched one at a time (fetch_snapshot), the SQLite online store is not used here.
+# fetch ID: download bundle ID into a partial folder, verify it, then rename it into place.
+fetch() {
+  [ -d "${BUNDLES}/$1" ] && return 0
+  partial="${BUNDLES}/.partial-$1"
+  mkdir -p "${partial}"
+  log "downloading ${SRC}/$1/ -> ${partial}"
+  # aws s3 sync resumes an interrupted download; --delete drops files of an older attempt.
   aws s3 sync --only-show-errors --no-progress --delete \
-    --exclude 'feature_repo/item_snapshot/*' --exclude 'feature_repo/data/online.db' \
-    "${SRC}/$1/" "${dest}/"
-  for f in export.json model_repository/recommend/config.pbtxt feature_repo/cascade_repo.json; do
-    test -f "${dest}/${f}" || { echo "model-sync: ${SRC}/$1/ has no ${f}" >&2; return 1; }
-  done
-  cp -f "${FEAST_CONFIG}" "${dest}/feature_repo/feature_store.yaml"
-  fetch_snapshot "$1"
+    --exclude 'feature_repo/data/online.db' "${SRC}/$1/" "${partial}/" \
+    || { err "download of $1 failed; not activated"; return 1; }
+  cp -f "${FEAST_CONFIG}" "${partial}/feature_repo/feature_store.yaml" 2>/dev/null \
+    || { err "${SRC}/$1/ has no feature_repo/; not activated"; return 1; }
+  cascade verify "${partial}" || { err "bundle $1 fails verification; not activated"; return 1; }
+  mv "${partial}" "${BUNDLES}/$1"
 }
 
-# activate VERSION: point the /export links at versions/VERSION (each switch is one rename).
-activate() {
-  for part in ${LINKS}; do
-    ln -sfn "versions/$1/${part}" "${ROOT}/.${part}.new"
-    mv -fT "${ROOT}/.${part}.new" "${ROOT}/${part}"
-  done
-  echo "$1" > "${STATE}"
-}
+live_bundle() { cascade bundles --url "${GRPC}" --live; }
 
-load_all() {
-  # Stage models first, the ensemble last, so `recommend` never points at a missing stage.
-  for dir in "${ROOT}"/model_repository/*/; do
-    m=$(basename "${dir}")
-    [ "${m}" = "recommend" ] && continue
-    curl -fsS -X POST -H "admin-key: ${ADMIN_KEY}" "${TRITON}/v2/repository/models/${m}/load" >/dev/null || return 1
-  done
-  curl -fsS -X POST -H "admin-key: ${ADMIN_KEY}" "${TRITON}/v2/repository/models/recommend/load" >/dev/null
-}
-
-# prune KEEP...: remove the version folders not named.
+# prune: remove bundle folders Triton does not hold (keeps live, previous and any in use).
 prune() {
-  for dir in "${ROOT}"/versions/*/; do
+  held=$(cascade bundles --url "${GRPC}" --held) || return 0
+  for dir in "${BUNDLES}"/*/; do
     [ -d "${dir}" ] || continue
-    v=$(basename "${dir}")
-    case " $* " in *" ${v} "*) ;; *) rm -rf "${dir}" ;; esac
+    b=$(basename "${dir}")
+    case " ${held} $* " in *" ${b} "*) ;; *) rm -rf "${dir}" && log "pruned ${b}" ;; esac
   done
 }
 
+attempts_file() { echo "${BUNDLES}/.attempts-$1"; }
+
+# sync_once: one pass of the watch loop; returns non-zero on a failure worth backing off for.
+sync_once() {
+  want=$(resolve_version) || { err "cannot read ${SRC}/LATEST"; return 1; }
+  [ -n "${want}" ] || { err "${SRC}/LATEST is empty"; return 1; }
+  have=$(live_bundle) || { err "Triton at ${GRPC} does not answer"; return 1; }
+  if [ "${want}" != "${have}" ]; then
+    if [ -f "${BUNDLES}/.failed-${want}" ]; then
+      return 0  # given up on this bundle; waiting for LATEST to name another one
+    fi
+    n=$(cat "$(attempts_file "${want}")" 2>/dev/null || echo 0)
+    n=$((n + 1))
+    echo "${n}" > "$(attempts_file "${want}")"
+    if fetch "${want}" && cascade rollout "${BUNDLES}/${want}" --url "${GRPC}" --repository "${REPOSITORY}"; then
+      echo "${want}" > "${STATE}.tmp" && mv -f "${STATE}.tmp" "${STATE}"   # only after success
+      rm -f "$(attempts_file "${want}")"
+      log "now serving ${want} (was ${have:-none})"
+      have="${want}"
+      prune "${want}"
+    else
+      if [ "${n}" -ge "${MAX_ATTEMPTS}" ]; then
+        touch "${BUNDLES}/.failed-${want}"
+        err "giving up on ${want} after ${n} attempts; still serving ${have:-none}"
+        return 0
+      fi
+      err "attempt ${n}/${MAX_ATTEMPTS} for ${want} failed; still serving ${have:-none}"
+      return 1
+    fi
+  fi
+  if [ -n "${have}" ]; then
+    fetch_snapshot "${have}" || err "item snapshot sync failed"
+  fi
+  return 0
+}
+
+mkdir -p "${BUNDLES}" "${REPOSITORY}"
 case "${1:-once}" in
   once)
     v=$(resolve_version)
-    [ -n "${v}" ] || { echo "model-sync: no version to serve (${SRC}/LATEST empty?)" >&2; exit 1; }
-    sync_version "${v}"
-    activate "${v}"
-    log "serving ${v}"
+    [ -n "${v}" ] || { err "no version to serve (${SRC}/LATEST empty?)"; exit 1; }
+    fetch "${v}"
+    log "bundle ${v} is ready in ${BUNDLES}/${v}"
     ;;
   watch)
+    delay="${BACKOFF}"
     while true; do
       touch "${HEARTBEAT}"
-      sleep "${SYNC_INTERVAL_SECONDS:-60}"
-      have=$(cat "${STATE}" 2>/dev/null || true)
-      want=$(resolve_version) || { echo "model-sync: cannot read version" >&2; continue; }
-      if [ -n "${want}" ] && [ "${want}" != "${have}" ]; then
-        if ! sync_version "${want}"; then
-          echo "model-sync: sync of ${want} failed; still serving ${have}, retrying" >&2
-        else
-          activate "${want}"
-          if load_all; then
-            log "now serving ${want}"
-            prune "${want}" "${have}"   # the previous folder stays for models still reading it
-            have="${want}"
-          elif [ -n "${have}" ]; then
-            # Triton keeps a model whose load failed on its old version; reload the stages that
-            # did switch, so all of them serve one version again. Retried next interval.
-            echo "model-sync: loading ${want} failed; switching back to ${have}" >&2
-            activate "${have}"
-            load_all || echo "model-sync: reloading ${have} failed too" >&2
-          fi
-        fi
+      if sync_once; then
+        delay="${BACKOFF}"
+        sleep "${INTERVAL}"
+      else
+        log "retrying in ${delay} s"
+        sleep "${delay}"
+        delay=$(awk -v d="${delay}" -v m="${BACKOFF_MAX}" 'BEGIN { d = d * 2; print (d > m ? m : d) }')
       fi
-      [ -n "${have}" ] && { fetch_snapshot "${have}" || echo "model-sync: item snapshot sync failed" >&2; }
     done
     ;;
-  *) echo "usage: model-sync.sh once|watch" >&2; exit 2 ;;
+  *) err "usage: model-sync.sh once|watch"; exit 2 ;;
 esac

@@ -6,7 +6,6 @@ import numpy as np
 from cascade.business.config import BusinessRules
 from cascade.business.rules import Candidates
 from cascade.errors import InvalidInputError
-from cascade.online.export_layout import ExportLayout
 from cascade.online.stages import BusinessLogicStage
 from cascade.online.triton import StageContext, StageModel
 
@@ -17,7 +16,7 @@ class TritonPythonModel(StageModel):
     stage_name = "business_logic"
 
     def build(self, context: StageContext) -> None:
-        manifest = ExportLayout.for_model(context.repository).manifest()
+        manifest = context.export_layout.manifest()
         self.stage = BusinessLogicStage(BusinessRules.load(context.model_path("rules")), manifest.version)
         self.filtered = self.counter(
             "cascade_candidates_filtered_total", "Candidates dropped as seen, excluded or unavailable"

@@ -8,7 +8,6 @@ import numpy as np
 from cascade.business.config import BusinessRules
 from cascade.errors import CascadeError
 from cascade.features.guard import REASONS, GuardConfig
-from cascade.online.export_layout import ExportLayout
 from cascade.online.request import MAX_TOP_K, RecommendRequest, parse_request
 from cascade.online.stages import QueryTowerStage, RetrievalStage, UserFeatureStage, load_workflow
 from cascade.online.triton import StageContext, StageModel
@@ -20,7 +19,7 @@ class TritonPythonModel(StageModel):
     stage_name = "candidates"
 
     def build(self, context: StageContext) -> None:
-        manifest = ExportLayout.for_model(context.repository).manifest()
+        manifest = context.export_layout.manifest()
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
         workflow = load_workflow(context.export_path("workflow"))
         self.users = UserFeatureStage(context.export_path("feature_repo"), workflow,
@@ -31,7 +30,9 @@ class TritonPythonModel(StageModel):
             intra_op_threads=int(context.parameter("intra_op_threads", "1")),
             device=context.device, device_id=context.device_id,
         )
-        rules = BusinessRules.load(context.export_path("business_rules"))  # the one drop_seen setting
+        # the one drop_seen setting, and max_explore_temperature for validating `explore` here
+        rules = BusinessRules.load(context.export_path("business_rules"))
+        self.max_explore = rules.max_explore_temperature
         self.retrieval = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen)
         self.cold_start = self.counter("cascade_cold_start_total", "Requests for users unknown to the feature store")
         self.degraded = {  # one labelled series per reason, created at load so they show from the start
@@ -63,7 +64,7 @@ class TritonPythonModel(StageModel):
         parsed: list[RecommendRequest | CascadeError] = []
         for inputs in batch:
             try:
-                parsed.append(parse_request(inputs, self.max_top_k))
+                parsed.append(parse_request(inputs, self.max_top_k, self.max_explore))
             except CascadeError as error:
                 parsed.append(error)
         valid = [p for p in parsed if not isinstance(p, CascadeError)]

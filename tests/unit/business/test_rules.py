@@ -79,3 +79,46 @@ def test_rules_file_validation(tmp_path: Path):
     with pytest.raises(InvalidInputError, match="category_caps.0.window"):
         BusinessRules.load(bad)
     assert BusinessRules.load().category_caps == [CategoryCap(window=5, max_per_category=3)]
+
+
+def test_category_cap_reconsiders_skipped_items_after_the_window():
+    # the case: top_k = 10 and exactly 10 eligible candidates; a a a a a b b b b b.
+    # Cap 3-in-5 skips the 4th/5th "a" inside the window; they are allowed from position 5 on,
+    # so all 10 come back (before the fix: 8).
+    ids = np.arange(10, 20, dtype=np.int64)
+    scores = np.linspace(1.0, 0.1, 10).astype(np.float32)
+    cats = np.array(["a"] * 5 + ["b"] * 5, dtype=object)
+    out = _select(Candidates(ids, scores, cats, np.ones(10, bool)), top_k=10)
+    assert len(out.item_ids) == 10
+    # window: a a a b b; then the skipped a's and the rest in score order
+    assert out.item_ids.tolist() == [10, 11, 12, 15, 16, 13, 14, 17, 18, 19]
+    assert sorted(out.item_ids.tolist()) == ids.tolist()
+
+
+def test_category_cap_refills_positions_inside_a_larger_window_with_skipped_items():
+    # caps 1-in-2 and 3-in-6: a skipped item becomes allowed again at a later position in the window
+    rules = BusinessRules(category_caps=[CategoryCap(window=2, max_per_category=1),
+                                         CategoryCap(window=6, max_per_category=3)])
+    ids = np.arange(6, dtype=np.int64)
+    scores = np.linspace(1.0, 0.5, 6).astype(np.float32)
+    cats = np.array(["a", "a", "a", "b", "b", "b"], dtype=object)
+    out = _select(Candidates(ids, scores, cats, np.ones(6, bool)), top_k=6, rules=rules)
+    # position 0: a0; position 1: a1 is capped (1 "a" in the first 2) -> b3; position 2: a1 (2nd "a"
+    # of 3 allowed in 6) comes back before b4, then a2, b4, b5
+    assert out.item_ids.tolist() == [0, 3, 1, 2, 4, 5]
+
+
+def test_category_cap_never_exceeded_and_answer_short_only_when_cap_cannot_be_met():
+    # only one category: positions 3 and 4 can never be filled without breaking "3 in the first 5",
+    # so the answer stops at 3 (the rule is hard); adding two "b" items fills the list to top_k.
+    ids = np.arange(8, dtype=np.int64)
+    scores = np.linspace(1.0, 0.3, 8).astype(np.float32)
+    only_a = np.array(["a"] * 8, dtype=object)
+    out = _select(Candidates(ids, scores, only_a, np.ones(8, bool)), top_k=8)
+    assert out.item_ids.tolist() == [0, 1, 2]
+    mixed = only_a.copy()
+    mixed[[6, 7]] = "b"
+    out = _select(Candidates(ids, scores, mixed, np.ones(8, bool)), top_k=8)
+    assert out.item_ids.tolist() == [0, 1, 2, 6, 7, 3, 4, 5]
+    first5 = mixed[out.item_ids[:5]]
+    assert (first5 == "a").sum() <= 3

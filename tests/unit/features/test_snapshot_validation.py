@@ -19,7 +19,7 @@ from cascade.features.repo import SNAPSHOT_DIR, generate_feature_repo  # noqa: E
 from cascade.features.snapshot import (  # noqa: E402
     ITEMS_FILE,
     LATEST,
-    META_FILE,
+    SNAPSHOT_META_FILE as META_FILE,
     InvalidSnapshotError,
     ItemSnapshot,
     latest_version,

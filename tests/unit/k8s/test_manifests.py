@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ TRITON_METRICS = frozenset({
 })
 CASCADE_METRICS = frozenset({
     "cascade_candidates_retrieved_total", "cascade_candidates_filtered_total", "cascade_cold_start_total",
-    "cascade_degraded_total", "cascade_stage_errors_total", "cascade_phase_seconds_bucket",
+    "cascade_degraded_total", "cascade_stage_errors_total", "cascade_phase_seconds_bucket", "cascade_bundle_info",
 })
 METRIC_NAME = re.compile(r"\b((?:nv|cascade)_[a-z0-9_]+)")
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -292,14 +291,12 @@ def test_ports_and_server_flags(overlay: str) -> None:
     spec, c = triton(overlay)
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == PORTS
     args = c["args"]
-    assert c["command"] == ["tritonserver"]
+    assert c["command"][:2] == ["/bin/sh", "-c"] and c["command"][3] == "tritonserver"
+    assert 'exec tritonserver "$@"' in c["command"][2]
     assert flag(args, "http-port") == "8000" and flag(args, "grpc-port") == "8001" and flag(args, "metrics-port") == "8002"
     assert flag(args, "model-repository") == "/export/model_repository"
     assert flag(args, "model-control-mode") == "explicit" and flag(args, "load-model") == "*"
-    restricted = "model-repository,model-config:admin-key=$(ADMIN_KEY)"
-    assert flag(args, "http-restricted-api") == restricted and flag(args, "grpc-restricted-protocol") == restricted
     env = {e["name"]: e for e in c["env"]}
-    assert env["ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "cascade-triton-admin", "key": "admin-key"}
     assert env["CASCADE_EXPORT_ROOT"]["value"] == "/export"
     assert env["FEAST_REDIS_CONNECTION_STRING"]["valueFrom"]["secretKeyRef"]["key"] == "connection-string"
     exit_timeout = int(flag(args, "exit-timeout-secs"))
@@ -455,7 +452,7 @@ def test_prometheus_rule_covers_the_required_alerts() -> None:
     required = {  # alert topic -> metric it must be computed from
         "error rate": "nv_inference_request_failure", "p99 latency": "nv_inference_request_summary_us",
         "queue time": "nv_inference_queue_duration_us", "GPU utilisation": "nv_gpu_utilization",
-        "degraded answers": "cascade_degraded_total"}
+        "degraded answers": "cascade_degraded_total", "pods on different bundles": "cascade_bundle_info"}
     for topic, metric in required.items():
         assert any(metric in expr for expr in alerts.values()), f"no alert on {topic} ({metric})"
     _, c = triton("eks-gpu")
@@ -474,18 +471,257 @@ def test_grafana_dashboard_has_per_stage_latency_panels() -> None:
     assert len(cm) == 1 and cm[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
 
 
+# ---------------------------------------------------------------- hardening (issue 14)
+
+PROD = ("eks-gpu", "eks-cpu")
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+OWN_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/cascade-triton:\d+\.\d+\.\d+-[a-z0-9.]+$")
+QUANTITY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity(value: str | int) -> int:
+    text = str(value)
+    for suffix, factor in QUANTITY.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+def all_containers(overlay: str) -> list[tuple[str, Doc]]:
+    out = []
+    for workload in (d for d in docs(overlay) if d["kind"] in WORKLOADS):
+        spec = pod_spec(workload)
+        out += [(workload["metadata"]["name"], c) for c in spec["containers"] + spec.get("initContainers", [])]
+    return out
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_image_tag_floats(overlay: str) -> None:
+    """Third-party images (aws-cli sidecar, redis) are pinned by digest; our own image is a
+    release tag of the ECR repository, which is created with immutable tags (k8s/README.md §3)
+    and replaced by its digest at release (`kustomize edit set image ...@sha256:...`)."""
+    for workload, c in all_containers(overlay):
+        image = c["image"]
+        assert DIGEST.search(image) or OWN_IMAGE.match(image), f"{workload}/{c['name']}: {image} floats"
+        assert not image.split("@")[0].endswith(":latest"), image
+
+
+def test_dockerfile_base_images_are_pinned_by_digest() -> None:
+    froms = [ln.split()[1] for ln in (K8S / "image" / "Dockerfile").read_text().splitlines() if ln.startswith("FROM ")]
+    external = [f for f in froms if "/" in f or ":" in f]
+    assert external and all(DIGEST.search(f) for f in external), froms
+
+
+@pytest.mark.parametrize("overlay", PROD)
+def test_hpa_owns_replicas(overlay: str) -> None:
+    deployment = one(overlay, "Deployment", "cascade-triton")
+    assert one(overlay, "HorizontalPodAutoscaler", "cascade-triton")
+    assert "replicas" not in deployment["spec"], "the HPA owns replicas; applying the Deployment would reset them"
+
+
+@pytest.mark.parametrize("overlay", PROD)
+def test_pdb_by_max_unavailable(overlay: str) -> None:
+    pdb = one(overlay, "PodDisruptionBudget", "cascade-triton")["spec"]
+    assert pdb.get("maxUnavailable") == 1 and "minAvailable" not in pdb
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_zone_spread_is_a_hard_constraint(overlay: str) -> None:
+    spec, _ = triton(overlay)
+    zone = [t for t in spec["topologySpreadConstraints"] if t["topologyKey"] == "topology.kubernetes.io/zone"]
+    assert len(zone) == 1 and zone[0]["whenUnsatisfiable"] == "DoNotSchedule" and zone[0]["maxSkew"] == 1
+    assert zone[0]["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "cascade-triton"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_progress_deadline_covers_node_image_sync_and_load(overlay: str) -> None:
+    """GPU node (~5 min) + image pull (~10 min) + the startup probe's model-load window."""
+    deployment = one(overlay, "Deployment", "cascade-triton")
+    _, c = triton(overlay)
+    startup = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
+    assert deployment["spec"].get("progressDeadlineSeconds", 600) >= startup + 15 * 60
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ephemeral_storage_fits_two_export_versions(overlay: str) -> None:
+    deployment = one(overlay, "Deployment", "cascade-triton")
+    spec = pod_spec(deployment)
+    export_max = quantity(deployment["metadata"]["annotations"]["cascade/max-export-size"])
+    disk_volumes = {v["name"]: quantity(v["emptyDir"]["sizeLimit"]) for v in spec["volumes"]
+                    if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory"}
+    export_volume = next(m["name"] for m in triton(overlay)[1]["volumeMounts"] if m["mountPath"] == "/export")
+    assert disk_volumes[export_volume] >= 2 * export_max, "two versions side by side during a hot reload"
+    # The kubelet evicts a pod whose emptyDirs + writable layers exceed the sum of its container
+    # limits, and the scheduler places it by the sum of requests (init containers: the max).
+    for kind in ("requests", "limits"):
+        total = sum(quantity(c["resources"][kind].get("ephemeral-storage", 0)) for c in spec["containers"])
+        assert total >= sum(disk_volumes.values()), f"{kind}: {total} < emptyDirs {disk_volumes}"
+        init = max(quantity(c["resources"][kind]["ephemeral-storage"]) for c in spec["initContainers"])
+        assert init >= export_max, f"the init container syncs one version: {kind} {init} < {export_max}"
+
+
+def test_gpu_pool_single_gpu_pinned_ami_no_consolidation_of_serving_pods() -> None:
+    nodepool = one("eks-gpu", "NodePool", "cascade-gpu")["spec"]
+    requirements = {r["key"]: r for r in nodepool["template"]["spec"]["requirements"]}
+    gpus = requirements["karpenter.k8s.aws/instance-gpu-count"]
+    assert gpus["operator"] == "In" and gpus["values"] == ["1"]
+    assert nodepool["disruption"]["consolidationPolicy"] == "WhenEmpty"
+    assert all(b["nodes"] in ("0", "1") for b in nodepool["disruption"]["budgets"])
+    _, c = triton("eks-gpu")
+    grace = quantity(nodepool["template"]["spec"]["terminationGracePeriod"].rstrip("h")) * 3600
+    assert grace > pod_spec(one("eks-gpu", "Deployment", "cascade-triton"))["terminationGracePeriodSeconds"]
+
+
+@pytest.mark.parametrize("overlay", PROD)
+def test_ami_alias_is_pinned(overlay: str) -> None:
+    for nodeclass in find(overlay, "EC2NodeClass"):
+        aliases = [t["alias"] for t in nodeclass["spec"]["amiSelectorTerms"]]
+        assert aliases and all(re.fullmatch(r"al2023@v\d{8}", a) for a in aliases), aliases
+
+
+def _role(overlay: str, name: str) -> str:
+    return one(overlay, "ServiceAccount", name)["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+
+
+def test_every_environment_has_its_own_roles() -> None:
+    """eks-cpu and eks-gpu do not share the Triton reader role, and the Feast job (which writes
+    snapshots into the bucket) has a role per environment; no placeholder role is left."""
+    for sa in ("cascade-triton", "cascade-feast-materialize"):
+        roles = {overlay: _role(overlay, sa) for overlay in OVERLAYS}
+        assert len(set(roles.values())) == len(OVERLAYS), roles
+        for overlay, arn in roles.items():
+            assert "CHANGE-ME" not in arn and ("-dev-" in arn) == (overlay == "dev"), (overlay, arn)
+    for overlay in OVERLAYS:
+        assert "CHANGE-ME" not in render(overlay), f"{overlay} renders a placeholder"
+
+
+def _selects(selector: Doc | None, labels: dict[str, str]) -> bool:
+    if selector is None:
+        return False
+    ok = all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+    for expr in selector.get("matchExpressions", []):
+        value = labels.get(expr["key"])
+        ok &= {"In": value in expr.get("values", []), "NotIn": value not in expr.get("values", []),
+               "Exists": value is not None, "DoesNotExist": value is None}[expr["operator"]]
+    return ok
+
+
+def admits(overlay: str, namespace: str, ns_labels: dict[str, str], pod_labels: dict[str, str], port: int) -> bool:
+    """Kubernetes NetworkPolicy semantics for ingress to a Triton pod from one source pod."""
+    ns_labels = {**ns_labels, "kubernetes.io/metadata.name": namespace}
+    triton_labels = one(overlay, "Deployment", "cascade-triton")["spec"]["template"]["metadata"]["labels"]
+    for policy in find(overlay, "NetworkPolicy"):
+        spec = policy["spec"]
+        if "Ingress" not in spec["policyTypes"] or not _selects(spec["podSelector"], triton_labels):
+            continue
+        for rule in spec.get("ingress", []):
+            if rule.get("ports") and port not in {p["port"] for p in rule["ports"]}:
+                continue
+            for peer in rule.get("from", []):
+                if "ipBlock" in peer:
+                    continue
+                ns_ok = (namespace == policy["metadata"]["namespace"] if "namespaceSelector" not in peer
+                         else _selects(peer["namespaceSelector"], ns_labels))
+                if ns_ok and _selects(peer.get("podSelector", {}), pod_labels):
+                    return True
+    return False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingress_admits_the_promised_clients_only(overlay: str) -> None:
+    client = {"cascade/triton-client": "true"}
+    for port in (8000, 8001):
+        assert admits(overlay, "shop", {}, client, port), "a labelled client pod in another namespace"
+        assert admits(overlay, "cascade", {}, client, port), "a labelled client pod in this namespace"
+        assert admits(overlay, "loadtest", client, {}, port), "any pod of a labelled namespace"
+        assert not admits(overlay, "shop", {}, {}, port), "an unlabelled pod of an unlabelled namespace"
+    assert admits(overlay, "monitoring", {}, {"app": "prometheus"}, 8002)
+    assert not admits(overlay, "shop", {}, client, 8002), "metrics are for Prometheus only"
+
+
+@pytest.mark.parametrize("overlay", PROD)
+def test_clients_get_tls_at_the_load_balancer(overlay: str) -> None:
+    exposed = [d for d in find(overlay, "Service") if d["spec"].get("type") in ("LoadBalancer", "NodePort")]
+    assert [d["metadata"]["name"] for d in exposed] == ["cascade-triton-tls"], "only the TLS service leaves the cluster"
+    service = exposed[0]
+    notes = service["metadata"]["annotations"]
+    prefix = "service.beta.kubernetes.io/aws-load-balancer-"
+    assert service["spec"]["loadBalancerClass"] == "service.k8s.aws/nlb"
+    assert notes[prefix + "scheme"] == "internal"
+    assert re.fullmatch(r"arn:aws:acm:[a-z0-9-]+:\d{12}:certificate/[\w-]+", notes[prefix + "ssl-cert"])
+    assert "set-in-overlay" not in notes[prefix + "ssl-cert"]
+    assert notes[prefix + "ssl-negotiation-policy"].startswith("ELBSecurityPolicy-TLS13")
+    assert notes[prefix + "alpn-policy"] == "HTTP2Optional", "gRPC needs h2, HTTP/REST needs http/1.1"
+    ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    assert set(notes[prefix + "ssl-ports"].split(",")) == set(ports), "every listener is TLS"
+    assert sorted(ports.values()) == ["grpc", "http"]
+    nlb_policy = one(overlay, "NetworkPolicy", "cascade-triton-ingress-nlb")["spec"]
+    (rule,) = nlb_policy["ingress"]
+    assert {p["port"] for p in rule["ports"]} == {8000, 8001} and all("ipBlock" in p for p in rule["from"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_redis_auth_comes_from_a_secret(overlay: str) -> None:
+    """The connection string (with the AUTH token) reaches Feast only from the Secret
+    cascade-feast-redis; production never renders that Secret (made out of band)."""
+    for workload, c in all_containers(overlay):
+        for e in c.get("env", []):
+            if e["name"] == "FEAST_REDIS_CONNECTION_STRING":
+                ref = e["valueFrom"]["secretKeyRef"]
+                assert ref["name"].startswith("cascade-feast-redis") and ref["key"] == "connection-string", ref
+    secrets = [d["metadata"]["name"] for d in find(overlay, "Secret")]
+    assert not any(n.startswith("cascade-feast-redis") for n in secrets) or overlay == "dev", secrets
+    assert not re.search(r"password=(?!\.\.\.|\$\{)", render(overlay), re.IGNORECASE), "a literal Redis password"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_admin_key_reaches_triton_from_a_file_not_the_environment(overlay: str, tmp_path: Path) -> None:
+    """Runs the container's start command with a fake `tritonserver` that prints its argv: every
+    admin-class API is restricted with the key from the mounted Secret; the key is in no env."""
+    from cascade.serving.admin import ADMIN_APIS
+
+    spec, c = triton(overlay)
+    assert all(e["name"] not in ("ADMIN_KEY", "CASCADE_TRITON_ADMIN_KEY") for e in c["env"])
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volume = {v["name"]: v for v in spec["volumes"]}[mounts["/var/run/secrets/cascade"]]
+    assert volume["secret"]["secretName"] == "cascade-triton-admin"
+    key = "k" * 20 + "-test"
+    (tmp_path / "admin-key").write_text(key + "\n")
+    fake = tmp_path / "bin" / "tritonserver"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n")
+    fake.chmod(0o755)
+    script = c["command"][2].replace("/var/run/secrets/cascade/admin-key", str(tmp_path / "admin-key"))
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+    proc = subprocess.run(["/bin/sh", "-c", script, "tritonserver", *c["args"]], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    argv = proc.stdout.splitlines()
+    value = f"{','.join(ADMIN_APIS)}:admin-key={key}"
+    assert flag(argv, "http-restricted-api") == value and flag(argv, "grpc-restricted-protocol") == value
+    assert argv[: len(c["args"])] == c["args"]
+    (tmp_path / "admin-key").write_text("")
+    empty = subprocess.run(["/bin/sh", "-c", script, "tritonserver"], env=env, capture_output=True, text=True, timeout=30)
+    assert empty.returncode != 0 and "no admin key" in empty.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_model_sync_verifies_signatures_with_the_mounted_public_key(overlay: str) -> None:
+    """Both model-sync containers run `cascade verify` with CASCADE_BUNDLE_PUBLIC_KEY set to a
+    file of the mounted cascade-bundle-public-key ConfigMap: unsigned exports are refused."""
+    from cascade.bundles.signing import PUBLIC_KEY_ENV
+
+    spec, _ = triton(overlay)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    syncs = [c for c in spec["initContainers"] + spec["containers"] if c["name"].startswith("model-sync")]
+    assert len(syncs) == 2
+    for c in syncs:
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        path = Path(env[PUBLIC_KEY_ENV])
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == str(path.parent))
+        assert volumes[mount["name"]]["configMap"]["name"] == "cascade-bundle-public-key"
+        assert mount.get("readOnly") is True
+
+
 # ---------------------------------------------------------------- image
-
-
-def test_dockerfile() -> None:
-    text = (K8S / "image" / "Dockerfile").read_text()
-    instructions = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
-    assert [ln for ln in instructions if ln.startswith("FROM ")] == ["FROM nvcr.io/nvidia/tritonserver:24.10-py3"]
-    users = [ln.split()[1] for ln in instructions if ln.startswith("USER ")]
-    assert users and users[-1].split(":")[0] not in ("0", "root")
-    assert '".[gpu,redis]"' in text and "constraints.txt" in text
-    assert "--model-repository=/export/model_repository" in text
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert any(req.replace(" ", "").startswith("redis>=") for req in extras["redis"])
-    ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {".venv", ".git", "build"} <= set(ignored)
+# The Dockerfile and its lock: tests/unit/k8s/test_image.py.

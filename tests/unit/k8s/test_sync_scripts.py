@@ -1,12 +1,19 @@
 """The S3 sync scripts of k8s/ (model-sync.sh in the Triton pod, feast-sync.sh in the Feast
-CronJob) against a fake `aws` (a local folder stands for S3) and a fake `curl` (logs the model
-control calls): the export layout under /export, the Redis feature_store.yaml, item snapshot
-publication and pick-up, hot reload into a fresh folder, switch-back on a failed load."""
+CronJob) against a fake `aws` (a local folder stands for S3; it can fail a sync half way) and a
+stand-in `cascade` CLI: `cascade verify` is the real manifest check, while `rollout`/`bundles`
+keep the "server" state in a JSON file (what `cascade rollout` does to a real tritonserver is
+covered by tests/integration/test_bundles.py; here the script's control flow is under test).
+
+The three failure modes of issue 12 are reproduced: a failed rollout must not be recorded (it is
+retried with backoff, a bounded number of times), a sidecar killed mid-rollout must roll out
+again when it restarts, and a failed `aws s3 sync` must never activate a partial download."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -59,6 +66,12 @@ elif op == "sync":
     src, dst = local(paths[0]), local(paths[1])
     keep = lambda rel: not any(fnmatch.fnmatch(rel, pat) for pat in excludes)
     wanted = {rel: f for rel, f in files(src).items() if keep(rel)}
+    fail = os.environ.get("FAKE_AWS_SYNC_FAIL")
+    if fail and fail in paths[0]:  # a network error half way: some files copied, exit 1
+        for rel, f in sorted(wanted.items())[: len(wanted) // 2]:
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dst / rel)
+        sys.exit("download failed: Connection reset by peer")
     for rel, f in wanted.items():
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, dst / rel)
@@ -82,15 +95,42 @@ else:
     sys.exit("unsupported: " + op)
 '''
 
-FAKE_CURL = """#!/bin/sh
-# fake curl: log the URL (last argument); loading `ranking` fails while the links point at
-# version $FAKE_CURL_FAIL_VERSION
-for last; do :; done
-echo "$last" >> "$CURL_LOG"
-case "$last" in *"/ranking/"*)
-  [ "$(readlink "$EXPORT_ROOT/model_repository")" = "versions/${FAKE_CURL_FAIL_VERSION:-none}/model_repository" ] && exit 22 ;;
-esac
-exit 0
+FAKE_CASCADE = r"""#!PYTHON
+# Stand-in for the cascade CLI: `verify` is the real check; the server is a JSON file.
+import json, os, sys, time
+from pathlib import Path
+
+args = sys.argv[1:]
+server = Path(os.environ["FAKE_TRITON"])
+state = json.loads(server.read_text()) if server.is_file() else {"live": "", "held": []}
+with open(os.environ["CASCADE_LOG"], "a") as log:
+    log.write(" ".join(args[:2]) + "\n")
+
+def verify(path):
+    from cascade.bundles.manifest import verify_bundle
+    from cascade.errors import CascadeError
+    try:
+        return verify_bundle(Path(path))
+    except CascadeError as error:
+        sys.exit("error: " + error.message)
+
+if args[0] == "verify":
+    verify(args[1])
+elif args[0] == "bundles":
+    if os.environ.get("FAKE_TRITON_DOWN"):
+        sys.exit("error: tritonserver at 127.0.0.1:8001 does not answer gRPC")
+    print(state["live"] if "--live" in args else " ".join(state["held"]))
+elif args[0] == "rollout":
+    bundle = verify(args[1]).bundle_id
+    time.sleep(float(os.environ.get("FAKE_ROLLOUT_SECONDS", "0")))
+    if bundle == os.environ.get("FAKE_ROLLOUT_FAIL"):
+        sys.exit(f"error: rollout of bundle {bundle} failed at load: boom; live traffic stays on bundle {state['live']}")
+    state = {"live": bundle, "held": [b for b in (state["live"], bundle) if b]}
+    tmp = server.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(server)
+else:
+    sys.exit("unsupported: " + " ".join(args))
 """
 
 
@@ -99,8 +139,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "aws").write_text(FAKE_AWS.replace("PYTHON", sys.executable, 1))
-    (bin_dir / "curl").write_text(FAKE_CURL)
-    for tool in ("aws", "curl"):
+    (bin_dir / "cascade").write_text(FAKE_CASCADE.replace("PYTHON", sys.executable, 1))
+    for tool in ("aws", "cascade"):
         (bin_dir / tool).chmod(0o755)
     (tmp_path / "s3" / "bucket").mkdir(parents=True)
     (tmp_path / "export").mkdir()
@@ -108,17 +148,20 @@ def env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "FAKE_S3": str(tmp_path / "s3"),
-        "CURL_LOG": str(tmp_path / "curl.log"),
+        "FAKE_TRITON": str(tmp_path / "triton.json"),
+        "CASCADE_LOG": str(tmp_path / "cascade.log"),
         "EXPORT_BUCKET": "bucket",
         "EXPORT_PREFIX": "exports",
         "EXPORT_VERSION": "latest",
         "EXPORT_ROOT": str(tmp_path / "export"),
         "FEAST_CONFIG": str(FEAST_CONFIG),
         "HEARTBEAT": str(tmp_path / "heartbeat"),
-        "ADMIN_KEY": "k",
         "REPO": str(tmp_path / "feature_repo"),
         "VERSION_FILE": str(tmp_path / "export-version"),
         "SYNC_INTERVAL_SECONDS": "0.2",
+        "SYNC_BACKOFF_SECONDS": "0.1",
+        "SYNC_BACKOFF_MAX_SECONDS": "0.4",
+        "SYNC_MAX_ATTEMPTS": "3",
     }
 
 
@@ -127,12 +170,14 @@ def s3(env: dict[str, str], key: str) -> Path:
 
 
 def publish(env: dict[str, str], version: str, snapshot: str = "s1", latest: bool = True) -> None:
-    """What k8s/scripts/publish-export.sh leaves in S3 for one export."""
+    """What `cascade release --publish s3://bucket/exports` leaves in S3 for one bundle."""
+    from cascade import __version__
+    from cascade.bundles.manifest import write_manifest
+
     base = s3(env, f"exports/{version}")
     files = {
         "export.json": f'{{"version": "{version}"}}',
         "model_repository/recommend/config.pbtxt": "platform: ensemble",
-        "model_repository/item_features/config.pbtxt": "backend: python",
         "model_repository/ranking/config.pbtxt": "backend: python",
         "artifacts/ranking/dlrm.onnx": version,
         "feature_repo/cascade_repo.json": "{}",
@@ -145,6 +190,7 @@ def publish(env: dict[str, str], version: str, snapshot: str = "s1", latest: boo
     for rel, text in files.items():
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
         (base / rel).write_text(text)
+    write_manifest(base, version, __version__)
     if latest:
         s3(env, "exports/LATEST").write_text(version + "\n")
 
@@ -155,154 +201,192 @@ def run(env: dict[str, str], script: str, *args: str) -> subprocess.CompletedPro
     return proc
 
 
-def wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+def watch(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(["sh", str(SCRIPTS / "model-sync.sh"), "watch"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[str, str]:
+    try:
+        os.killpg(proc.pid, sig)  # the script and its children (its own session)
+    except ProcessLookupError:
+        pass
+    return proc.communicate(timeout=30)
+
+
+def wait_for(condition, what: str, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.1)
-    proc.kill()
-    out, err = proc.communicate()
+    out, err = stop(proc, signal.SIGKILL)
     pytest.fail(f"timed out waiting for {what}\n{out}\n{err}")
 
 
-def test_init_sync_lays_out_the_export(env: dict[str, str]) -> None:
+def live(env: dict[str, str]) -> str:
+    path = Path(env["FAKE_TRITON"])
+    return json.loads(path.read_text())["live"] if path.is_file() else ""
+
+
+def calls(env: dict[str, str], command: str) -> list[str]:
+    path = Path(env["CASCADE_LOG"])
+    return [line for line in path.read_text().splitlines() if line.startswith(command)] if path.is_file() else []
+
+
+def recorded(env: dict[str, str]) -> str | None:
+    path = Path(env["EXPORT_ROOT"]) / ".live"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def test_init_downloads_and_verifies_the_bundle(env: dict[str, str]) -> None:
     publish(env, "v1")
     run(env, "model-sync.sh", "once")
-    export = Path(env["EXPORT_ROOT"])
-    for part in ("export.json", "model_repository", "artifacts", "feature_repo"):
-        assert (export / part).is_symlink() and os.readlink(export / part) == f"versions/v1/{part}"
-    assert (export / "model_repository" / "recommend" / "config.pbtxt").is_file()
-    assert (export / "artifacts" / "ranking" / "dlrm.onnx").read_text() == "v1"
-    assert (export / "feature_repo" / "feature_store.yaml").read_text() == FEAST_CONFIG.read_text()
-    assert (export / "feature_repo" / "data" / "registry.db").is_file()
-    assert not (export / "feature_repo" / "data" / "online.db").exists()
-    assert (export / "feature_repo" / "item_snapshot" / "LATEST").read_text().strip() == "s1"
-    assert (export / "feature_repo" / "item_snapshot" / "s1" / "items.parquet").is_file()
-    assert (export / ".version").read_text().strip() == "v1"
+    bundle = Path(env["EXPORT_ROOT"]) / "bundles" / "v1"
+    assert (bundle / "artifacts" / "ranking" / "dlrm.onnx").read_text() == "v1"
+    assert (bundle / "feature_repo" / "feature_store.yaml").read_text() == FEAST_CONFIG.read_text()
+    assert not (bundle / "feature_repo" / "data" / "online.db").exists()
+    assert (bundle / "feature_repo" / "item_snapshot" / "LATEST").read_text().strip() == "s1"
+    assert not list((Path(env["EXPORT_ROOT"]) / "bundles").glob(".partial-*"))
+    assert calls(env, "verify") == [f"verify {Path(env['EXPORT_ROOT']) / 'bundles' / '.partial-v1'}"]
+    run({**env, "EXPORT_VERSION": "v1"}, "model-sync.sh", "once")  # a pinned version, already there
 
 
-def test_init_sync_honours_a_pinned_version(env: dict[str, str]) -> None:
+def test_init_refuses_a_bundle_that_fails_verification(env: dict[str, str]) -> None:
     publish(env, "v1")
-    publish(env, "v2")
-    run({**env, "EXPORT_VERSION": "v1"}, "model-sync.sh", "once")
-    assert os.readlink(Path(env["EXPORT_ROOT"]) / "model_repository") == "versions/v1/model_repository"
-
-
-def test_init_sync_rejects_an_incomplete_export(env: dict[str, str]) -> None:
-    publish(env, "v1")
-    s3(env, "exports/v1/model_repository/recommend/config.pbtxt").unlink()
+    s3(env, "exports/v1/artifacts/ranking/dlrm.onnx").write_text("changed after release")
     proc = subprocess.run(["sh", str(SCRIPTS / "model-sync.sh"), "once"], env=env, capture_output=True, text=True)
-    assert proc.returncode != 0 and "recommend/config.pbtxt" in proc.stderr
-    assert not (Path(env["EXPORT_ROOT"]) / "model_repository").exists()
+    assert proc.returncode != 0
+    assert "artifacts/ranking/dlrm.onnx: sha256 differs" in proc.stderr and "not activated" in proc.stderr
+    assert not (Path(env["EXPORT_ROOT"]) / "bundles" / "v1").exists()
+
+
+def test_failure_mode_a_failed_download_is_never_activated(env: dict[str, str]) -> None:
+    """Issue 12: a failed `aws s3 sync` in watch mode activated a partial download."""
+    publish(env, "v1")
+    proc = watch(env)
+    try:
+        wait_for(lambda: recorded(env) == "v1", "v1 live", proc)
+        stop(proc)
+        publish(env, "v2")
+        proc = watch({**env, "FAKE_AWS_SYNC_FAIL": "exports/v2/"})
+        wait_for(lambda: (Path(env["EXPORT_ROOT"]) / "bundles" / ".attempts-v2").is_file(), "an attempt at v2", proc)
+        time.sleep(1.0)
+        assert live(env) == "v1" and recorded(env) == "v1"
+        assert not any("v2" in c for c in calls(env, "rollout")), "a partial download was rolled out"
+        assert not (Path(env["EXPORT_ROOT"]) / "bundles" / "v2").exists()
+        out, err = stop(proc)
+        assert "download of v2 failed; not activated" in err
+        proc = watch(env)  # the network is back: the download resumes and v2 goes live
+        wait_for(lambda: live(env) == "v2", "v2 live", proc)
+        wait_for(lambda: recorded(env) == "v2", "v2 recorded", proc)
+    finally:
+        stop(proc)
+
+
+def test_failure_mode_a_failed_rollout_is_not_recorded_and_retries_are_bounded(env: dict[str, str]) -> None:
+    """Issue 12: the sidecar recorded the new version before the load succeeded."""
+    publish(env, "v1")
+    proc = watch({**env, "FAKE_ROLLOUT_FAIL": "v2"})
+    try:
+        wait_for(lambda: recorded(env) == "v1", "v1 live", proc)
+        publish(env, "v2")
+        wait_for(lambda: (Path(env["EXPORT_ROOT"]) / "bundles" / ".failed-v2").is_file(), "giving up on v2", proc)
+        time.sleep(1.0)  # several more intervals: no further attempt
+        assert live(env) == "v1" and recorded(env) == "v1"
+        assert calls(env, "rollout").count(f"rollout {Path(env['EXPORT_ROOT']) / 'bundles' / 'v2'}") == 3
+        publish(env, "v3")  # LATEST moves on: the next bundle is rolled out
+        wait_for(lambda: recorded(env) == "v3", "v3 live", proc)
+        folders = lambda: sorted(p.name for p in (Path(env["EXPORT_ROOT"]) / "bundles").iterdir()  # noqa: E731
+                                 if p.is_dir() and not p.name.startswith("."))
+        wait_for(lambda: folders() == ["v1", "v3"], "v2 pruned (Triton never held it)", proc)
+    finally:
+        out, err = stop(proc)
+    assert "attempt 1/3 for v2 failed; still serving v1" in err and "retrying in 0.1 s" in out
+    assert "retrying in 0.2 s" in out and "giving up on v2 after 3 attempts" in err
+
+
+def test_failure_mode_killed_mid_rollout_rolls_out_again(env: dict[str, str]) -> None:
+    """Issue 12: killed mid-load, the sidecar never reloaded."""
+    publish(env, "v1")
+    proc = watch(env)
+    wait_for(lambda: recorded(env) == "v1", "v1 live", proc)
+    stop(proc)
+    publish(env, "v2")
+    proc = watch({**env, "FAKE_ROLLOUT_SECONDS": "30"})
+    wait_for(lambda: any("v2" in c for c in calls(env, "rollout")), "rollout of v2 started", proc)
+    stop(proc, signal.SIGKILL)  # the pod's container is killed mid-rollout
+    assert live(env) == "v1" and recorded(env) == "v1"
+    proc = watch(env)
+    try:
+        wait_for(lambda: live(env) == "v2" and recorded(env) == "v2", "v2 live after the restart", proc)
+    finally:
+        stop(proc)
+
+
+def test_triton_not_answering_backs_off_without_touching_state(env: dict[str, str]) -> None:
+    publish(env, "v1")
+    proc = watch({**env, "FAKE_TRITON_DOWN": "1"})
+    try:
+        wait_for(lambda: len(calls(env, "bundles")) >= 5, "five attempts", proc, timeout=60)
+    finally:
+        out, err = stop(proc)
+    assert "does not answer" in err and "retrying in 0.4 s" in out  # capped backoff
+    assert recorded(env) is None and calls(env, "rollout") == []
 
 
 def test_materialization_publishes_a_snapshot_the_pod_picks_up(env: dict[str, str], tmp_path: Path) -> None:
     publish(env, "v1")
-    run(env, "model-sync.sh", "once")
-    # CronJob: pull, materialize (simulated: a new snapshot + LATEST), push.
-    run(env, "feast-sync.sh", "pull")
-    repo = Path(env["REPO"])
-    assert (repo / "cascade_repo.json").is_file() and (repo / "item_snapshot" / "LATEST").read_text().strip() == "s1"
-    assert not (repo / "data" / "online.db").exists()
-    for snap in ("s2", "s3", "s4"):
-        (repo / "item_snapshot" / snap).mkdir()
-        (repo / "item_snapshot" / snap / "items.parquet").write_text(snap)
-        (repo / "item_snapshot" / "LATEST").write_text(snap + "\n")
-        run(env, "feast-sync.sh", "push")
-    remote = s3(env, "exports/v1/feature_repo/item_snapshot")
-    assert (remote / "LATEST").read_text().strip() == "s4"
-    assert sorted(p.name for p in remote.iterdir() if p.is_dir()) == ["s2", "s3", "s4"]  # newest 3 kept
-
-    watch = subprocess.Popen(["sh", str(SCRIPTS / "model-sync.sh"), "watch"], env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = watch(env)
     try:
-        local = Path(env["EXPORT_ROOT"]) / "feature_repo" / "item_snapshot"
-        wait_for(lambda: (local / "LATEST").read_text().strip() == "s4", "snapshot s4 in the pod", watch)
+        wait_for(lambda: recorded(env) == "v1", "v1 live", proc)
+        # CronJob: pull, materialize (simulated: a new snapshot + LATEST), push.
+        run(env, "feast-sync.sh", "pull")
+        repo = Path(env["REPO"])
+        assert (repo / "cascade_repo.json").is_file() and (repo / "item_snapshot" / "LATEST").read_text().strip() == "s1"
+        assert not (repo / "data" / "online.db").exists()
+        for snap in ("s2", "s3", "s4"):
+            (repo / "item_snapshot" / snap).mkdir()
+            (repo / "item_snapshot" / snap / "items.parquet").write_text(snap)
+            (repo / "item_snapshot" / "LATEST").write_text(snap + "\n")
+            run(env, "feast-sync.sh", "push")
+        remote = s3(env, "exports/v1/feature_repo/item_snapshot")
+        assert (remote / "LATEST").read_text().strip() == "s4"
+        assert sorted(p.name for p in remote.iterdir() if p.is_dir()) == ["s2", "s3", "s4"]  # newest 3 kept
+        local = Path(env["EXPORT_ROOT"]) / "bundles" / "v1" / "feature_repo" / "item_snapshot"
+        wait_for(lambda: (local / "LATEST").read_text().strip() == "s4", "snapshot s4 in the pod", proc)
         assert (local / "s4" / "items.parquet").read_text() == "s4"
-        assert not Path(env["CURL_LOG"]).exists(), "a new snapshot needs no model reload"
+        assert len(calls(env, "rollout")) == 1, "a new snapshot needs no rollout"
     finally:
-        watch.kill()
-        watch.communicate()
+        stop(proc)
 
 
-def test_hot_reload_into_a_fresh_folder(env: dict[str, str]) -> None:
-    publish(env, "v1")
-    run(env, "model-sync.sh", "once")
-    export = Path(env["EXPORT_ROOT"])
-    log = Path(env["CURL_LOG"])
-    watch = subprocess.Popen(["sh", str(SCRIPTS / "model-sync.sh"), "watch"], env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        publish(env, "v2", snapshot="t1")
-        wait_for(lambda: (export / ".version").read_text().strip() == "v2" and log.exists()
-                 and log.read_text().rstrip().endswith("/recommend/load"), "reload of v2", watch)
-        loads = log.read_text().split()
-        assert loads[-1] == "http://127.0.0.1:8000/v2/repository/models/recommend/load"
-        assert {u.split("/")[-2] for u in loads} == {"item_features", "ranking", "recommend"}
-        assert (export / "artifacts" / "ranking" / "dlrm.onnx").read_text() == "v2"
-        assert (export / "feature_repo" / "feature_store.yaml").read_text() == FEAST_CONFIG.read_text()
-        assert (export / "feature_repo" / "item_snapshot" / "LATEST").read_text().strip() == "t1"
-        assert (export / "versions" / "v1").is_dir(), "the previous version stays"
-
-        log.unlink()
-        publish(env, "v3")
-        wait_for(lambda: (export / ".version").read_text().strip() == "v3" and log.exists()
-                 and log.read_text().rstrip().endswith("/recommend/load"), "reload of v3", watch)
-        time.sleep(0.3)
-        assert sorted(p.name for p in (export / "versions").iterdir()) == ["v2", "v3"]
-
-        # A stage that fails to load: back to v3 (links and models), retried next interval.
-        watch.kill()
-        watch.communicate()
-        log.unlink()
-        publish(env, "v4")
-        watch = subprocess.Popen(["sh", str(SCRIPTS / "model-sync.sh"), "watch"], text=True,
-                                 env={**env, "FAKE_CURL_FAIL_VERSION": "v4", "SYNC_INTERVAL_SECONDS": "2"},
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        wait_for(lambda: log.exists() and log.read_text().rstrip().endswith("/recommend/load"), "switch back", watch)
-        watch.kill()
-        assert log.read_text().split()[-3:] == [
-            f"http://127.0.0.1:8000/v2/repository/models/{m}/load" for m in ("item_features", "ranking", "recommend")]
-        assert (export / ".version").read_text().strip() == "v3"
-        assert os.readlink(export / "model_repository") == "versions/v3/model_repository"
-    finally:
-        watch.kill()
-        out, err = watch.communicate()
-    assert "loading v4 failed; switching back to v3" in err
-
-
-def test_publish_script_output_is_what_the_pod_syncs(env: dict[str, str], tmp_path: Path) -> None:
-    """k8s/scripts/publish-export.sh (aws CLI) -> s3://bucket/exports/<version>/ + LATEST -> pod."""
+@pytest.mark.parametrize(("store", "refused"), [
+    ("online_store: {type: redis, connection_string: 'cache:6379,ssl=true,password=s3cret'}", True),
+    ("online_store:\n  type: redis\n  password: \"s3cret\"\n", True),
+    ("online_store: {type: redis, connection_string: '${FEAST_REDIS_CONNECTION_STRING}'}", False),
+    ("online_store: {type: redis, connection_string: 'cache:6379,password=${FEAST_REDIS_PASSWORD}'}", False),
+])
+def test_publish_refuses_a_literal_redis_password(env: dict[str, str], tmp_path: Path, store: str, refused: bool) -> None:
+    """The Redis AUTH token comes from the cluster's Secret; it must never land in the bucket."""
     export = tmp_path / "local-export"
     files = {
-        "export.json": '{"version": "20250101T000000Z-abcdef12"}',
+        "export.json": '{"version": "v-auth"}',
         "model_repository/recommend/config.pbtxt": "platform: ensemble",
-        "artifacts/index/items.faiss": "x",
         "feature_repo/cascade_repo.json": "{}",
+        "feature_repo/feature_store.yaml": store,
         "feature_repo/data/registry.db": "r",
-        "feature_repo/data/online.db": "sqlite",
-        "feature_repo/.cascade/materialize.json": "{}",
         "feature_repo/item_snapshot/s1/items.parquet": "s1",
         "feature_repo/item_snapshot/LATEST": "s1\n",
     }
     for rel, text in files.items():
         (export / rel).parent.mkdir(parents=True, exist_ok=True)
         (export / rel).write_text(text)
-    publish_script = ROOT / "k8s" / "scripts" / "publish-export.sh"
-    run_publish = lambda: subprocess.run(["sh", str(publish_script), str(export), "s3://bucket/exports"],  # noqa: E731
-                                         env=env, capture_output=True, text=True, timeout=60)
-    proc = run_publish()
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    version = "20250101T000000Z-abcdef12"
-    assert s3(env, "exports/LATEST").read_text() == version + "\n"
-    assert s3(env, f"exports/{version}/artifacts/index/items.faiss").is_file()
-    assert not s3(env, f"exports/{version}/feature_repo/data/online.db").exists()
-    assert not s3(env, f"exports/{version}/feature_repo/.cascade").exists()
-    again = run_publish()
-    assert again.returncode != 0 and "exists already" in again.stderr, "versions are immutable"
-
-    run(env, "model-sync.sh", "once")
-    root = Path(env["EXPORT_ROOT"])
-    assert (root / ".version").read_text().strip() == version
-    assert (root / "feature_repo" / "item_snapshot" / "LATEST").read_text().strip() == "s1"
+    proc = subprocess.run(["sh", str(ROOT / "k8s" / "scripts" / "publish-export.sh"), str(export), "s3://bucket/exports"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    if refused:
+        assert proc.returncode != 0 and "literal Redis password" in proc.stderr, proc.stderr
+        assert not s3(env, "exports/v-auth").exists(), "nothing uploaded"
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert s3(env, "exports/v-auth/feature_repo/feature_store.yaml").read_text() == store

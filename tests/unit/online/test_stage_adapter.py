@@ -201,6 +201,102 @@ def test_flusher_thread_sends_pending_counts_and_stops() -> None:
     assert metric.value == 5 and not flusher._thread.is_alive()
 
 
+def _config() -> dict[str, str]:
+    return {"model_config": json.dumps({"input": [{"name": "x", "data_type": "TYPE_INT64"}],
+                                        "output": [{"name": "y", "data_type": "TYPE_FP32"}]}),
+            "model_name": "doubler", "model_repository": "/nonexistent/doubler", "model_version": "1"}
+
+
+def _fallbacks(model: StageModel) -> list[tuple[str, float]]:
+    family = model._fallback_family
+    return [(m.labels["stage"], m.value) for m in family.metrics]
+
+
+def test_a_failed_vectorised_batch_is_logged_once_and_counted(pb_utils) -> None:
+    model = _model(pb_utils)
+    _Logger.lines.clear()
+    requests = [_Request(x=np.array([[1]])), _Request(x=np.array([[-1]])), _Request(x=np.array([[7]]))]
+    model.execute(requests)
+    warnings = [line for line in _Logger.lines if "batch" in line and "doubler" in line]
+    assert len(warnings) == 1 and "3 requests" in warnings[0] and "a bad request in the batch" in warnings[0]
+    assert _fallbacks(model) == [("doubler", 1)]
+    model.execute([_Request(x=np.array([[1]])), _Request(x=np.array([[2]]))])  # a good batch: no fallback
+    assert _fallbacks(model) == [("doubler", 1)]
+    model.finalize()
+
+
+def test_a_wrong_length_batch_result_is_a_visible_fallback(pb_utils) -> None:
+    class Short(Doubler):
+        def run_batch(self, batch):
+            return [{"y": 2 * b["x"]} for b in batch[:-1]]  # one result missing
+
+    model = Short()
+    model.initialize(_config())
+    _Logger.lines.clear()
+    responses = model.execute([_Request(x=np.array([[1]])), _Request(x=np.array([[2]]))])
+    assert [r.outputs["y"].tolist() for r in responses] == [[[2]], [[4]]]  # answered alone
+    assert _fallbacks(model) == [("doubler", 1)]
+    assert any("1 results for 2 requests" in line for line in _Logger.lines)
+    model.finalize()
+
+
+def test_the_default_run_batch_does_not_run_a_request_twice(pb_utils) -> None:
+    class PerRequest(StageModel):
+        """No run_batch override: counts every value it doubles; negative values are bad input."""
+
+        stage_name = "per_request"
+
+        def build(self, context) -> None:
+            self.calls = 0
+            self.seen = self.counter("cascade_test_values_total", "values doubled")
+
+        def run(self, inputs):
+            self.calls += 1
+            x = inputs["x"]
+            self.seen.increment(x.size)
+            if (x < 0).any():
+                raise InvalidInputError("input 'x' must be >= 0")
+            return {"y": 2 * x}
+
+    model = PerRequest()
+    model.initialize(_config())
+    responses = model.execute([_Request(x=np.array([[1]])), _Request(x=np.array([[-1]])), _Request(x=np.array([[3]]))])
+    assert [r.error is None for r in responses] == [True, False, True]
+    assert model.calls == 3  # each request ran once (before: the batch was re-run, 5 calls)
+    model.finalize()
+    assert model.seen.metric.value == 3  # no double counting
+    assert _fallbacks(model) == []  # a per-request error is not a batch fallback
+
+
+def _tagged_model(pb_utils, bundle: str) -> Doubler:
+    model = Doubler()
+    config = {"input": [{"name": "x", "data_type": "TYPE_INT64"},
+                        {"name": "cascade_bundle_from_up", "data_type": "TYPE_INT64"}],
+              "output": [{"name": "y", "data_type": "TYPE_FP32"}, {"name": "cascade_bundle", "data_type": "TYPE_INT64"}],
+              "parameters": {"bundle_id": {"string_value": bundle}}}
+    model.initialize({"model_config": json.dumps(config), "model_name": f"doubler__{bundle}",
+                      "model_repository": "/nonexistent/doubler", "model_version": "1"})
+    return model
+
+
+def test_a_stage_refuses_tensors_of_another_bundle_and_tags_its_outputs(pb_utils) -> None:
+    from cascade.bundles.tagging import fingerprint
+
+    model = _tagged_model(pb_utils, "A")
+    own, other = fingerprint("A"), fingerprint("B")
+    requests = [_Request(x=np.array([[1]]), cascade_bundle_from_up=np.array([[own]])),
+                _Request(x=np.array([[2]]), cascade_bundle_from_up=np.array([[other]])),
+                _Request(x=np.array([[3]]), cascade_bundle_from_up=np.array([[own]]))]
+    responses = model.execute(requests)
+    assert [r.error is None for r in responses] == [True, False, True]
+    assert responses[1].error.code == "INTERNAL"
+    assert "mixed bundles refused" in responses[1].error.message and "'A'" in responses[1].error.message
+    assert model.batches == [2]  # the two matching requests still share one vectorised call
+    assert responses[0].outputs["y"].tolist() == [[2]] and responses[2].outputs["y"].tolist() == [[6]]
+    assert responses[0].outputs["cascade_bundle"].tolist() == [[own]]
+    model.finalize()
+
+
 def test_phases_are_histograms_per_model_and_phase_sent_by_the_flusher(pb_utils) -> None:
     class TwoPhases(Doubler):
         def build(self, context) -> None:

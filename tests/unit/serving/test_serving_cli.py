@@ -84,3 +84,18 @@ def test_an_export_root_serves_its_model_repository(home: Path) -> None:
     assert resolve_repository(export) == export / "model_repository"
     (home / "LATEST_EXPORT").write_text(f"{export}\n")
     assert resolve_repository(None) == export / "model_repository"
+
+
+def test_an_export_is_served_as_a_bundle_a_plain_repository_as_is(home: Path) -> None:
+    from cascade.serving.cli import export_root_of
+
+    export = home / "exports" / "v1"
+    (export / "model_repository").mkdir(parents=True)
+    (export / "export.json").write_text("{}")
+    assert export_root_of(export) == export
+    assert export_root_of(export / "model_repository") == export
+    (home / "LATEST_EXPORT").write_text(str(export))
+    assert export_root_of(None) == export
+    plain = home / "repo"
+    plain.mkdir()
+    assert export_root_of(plain) is None

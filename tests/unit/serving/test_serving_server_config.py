@@ -46,14 +46,14 @@ def test_explicit_mode_loads_and_extra_args_come_last(tmp_path: Path) -> None:
         model_control_mode="explicit",
         load_models=["*"],
         log_verbose=1,
-        extra_args=["--cache-config=local,size=1048576", "--http-restricted-api=model-repository:k=v"],
+        extra_args=["--cache-config=local,size=1048576", "--grpc-infer-allocation-pool-size=8"],
     )
     assert "--http-address=0.0.0.0" in cmd and "--http-port=9000" in cmd
     assert "--model-control-mode=explicit" in cmd and "--log-verbose=1" in cmd
     assert cmd[-3:] == [
         "--load-model=*",
         "--cache-config=local,size=1048576",
-        "--http-restricted-api=model-repository:k=v",
+        "--grpc-infer-allocation-pool-size=8",
     ]
 
 

@@ -74,13 +74,17 @@ def test_movielens_preset_canonical_layout(tmp_path: Path, movielens) -> None:
     assert list(items.loc[1, "genres"]) == ["Adventure", "Animation", "Children", "Comedy", "Fantasy"]
     assert items.loc[5, "category"] is None and len(items.loc[5, "genres"]) == 0
     assert pd.isna(items.loc[99, "first_seen"]) and items["available"].all()
-    first = ratings.groupby("movieId")["timestamp"].min()
+    train, test = pd.read_parquet(paths.train), pd.read_parquet(paths.test)
+    # no leak: first_seen is the first TRAIN rating, never a test one
+    first = train.groupby("item_id")["timestamp"].min()
     assert items.loc[first.index, "first_seen"].astype(np.int64).tolist() == first.tolist()
+    only_test = sorted(set(test["item_id"]) - set(train["item_id"]))
+    assert items.loc[only_test, "first_seen"].isna().all() if only_test else True
     kinds = {c.name: c.kind for c in info.item_columns}
     assert kinds == {"item_id": "id", "title": "text", "category": "categorical", "genres": "list_categorical",
                      "first_seen": "timestamp", "available": "flag"}
     assert [c.name for c in info.user_columns] == ["user_id"]
-    train, test = pd.read_parquet(paths.train), pd.read_parquet(paths.test)
+    assert info.split == "per-user" and info.split_time is None
     assert train.dtypes.astype(str).tolist() == ["int64", "int64", "int64", "float32"]
     assert set(train["weight"]) | set(test["weight"]) <= {0.5, 1.0, 2.5, 3.0, 4.5, 5.0}
     counts = pd.concat([train, test]).groupby("user_id").size()
@@ -133,9 +137,12 @@ def test_generic_import_with_attribute_tables(tmp_path: Path) -> None:
     assert users_df["user_id"].tolist() == [5, 7]  # 99 never interacted: dropped
     assert users_df.set_index("user_id").loc[7].isna().all()
     items_df = pd.read_parquet(paths.items).set_index("item_id")
-    assert items_df.index.tolist() == [100, 200, 300, 400]  # catalog row 400 kept
-    assert items_df["available"].tolist() == [False, True, True, True]
-    assert pd.isna(items_df.loc[200, "price"])
+    # catalog = train items + the item table: 400 (table) kept; 200 is only in test (unknown at
+    # training time), so it is not in the catalog and its test row is dropped and counted
+    assert items_df.index.tolist() == [100, 300, 400]
+    assert info.params["test_rows_unknown_item"] == 1
+    assert items_df["available"].tolist() == [False, True, True]
+    assert pd.isna(items_df.loc[300, "price"])
     kinds = {(c.name): c.kind for c in info.item_columns}
     assert kinds == {"item_id": "id", "price": "continuous", "tags": "list_categorical", "category": "categorical",
                      "available": "flag"}
@@ -143,11 +150,11 @@ def test_generic_import_with_attribute_tables(tmp_path: Path) -> None:
         "user_id": "id", "country": "categorical", "vip": "categorical", "age": "categorical"}
     train, test = pd.read_parquet(paths.train), pd.read_parquet(paths.test)
     both = pd.concat([train, test])
-    assert len(both) == 5
+    assert len(both) == 4
     user5 = both[both.user_id == 5]
-    assert user5["weight"].tolist() == [1.0, 2.0, 1.0]  # duplicate weight 9.0 not kept nor summed
+    assert user5["weight"].tolist() == [1.0, 1.0]  # duplicate weight 9.0 not kept nor summed
     assert train[train.user_id == 5]["item_id"].tolist() == [100]
-    assert test[test.user_id == 5]["item_id"].tolist() == [200, 100]
+    assert test[test.user_id == 5]["item_id"].tolist() == [100]
     # +02:00 converted to UTC; tie at the same timestamp keeps input order (300 then 100)
     assert test[test.user_id == 7]["item_id"].tolist() == [100]
     assert train[train.user_id == 7]["item_id"].tolist() == [300]
@@ -273,3 +280,43 @@ def test_failed_import_keeps_existing_dataset(tmp_path: Path, monkeypatch) -> No
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert DatasetInfo.load(out).test_fraction == 0.2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "ds", "good.csv"]  # no temp leftovers
+
+
+def test_global_time_split_cuts_everyone_at_one_time(tmp_path: Path, movielens) -> None:
+    ratings_csv, movies_csv = movielens
+    out = tmp_path / "ml-global"
+    result = _cli("--preset", "movielens", "--ratings", str(ratings_csv), "--items", str(movies_csv),
+                  "--split", "global-time", "--test-fraction", "0.25", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    paths, info = load_dataset(out)
+    train, test = pd.read_parquet(paths.train), pd.read_parquet(paths.test)
+    cut = info.split_time
+    assert info.split == "global-time" and cut is not None
+    assert train["timestamp"].max() < cut <= test["timestamp"].min()
+    deduped = pd.read_csv(ratings_csv).drop_duplicates(["userId", "movieId", "timestamp"])
+    assert info.n_train + info.n_test + info.params["test_rows_unknown_item"] == len(deduped)
+    assert len(test) + info.params["test_rows_unknown_item"] >= math.ceil(0.25 * len(deduped))
+    items = pd.read_parquet(paths.items).set_index("item_id")
+    first = train.groupby("item_id")["timestamp"].min()
+    assert (items.loc[first.index, "first_seen"].astype(np.int64) < cut).all()
+
+
+def test_bad_split_names_the_flag(tmp_path: Path, movielens) -> None:
+    ratings_csv, movies_csv = movielens
+    result = _cli("--preset", "movielens", "--ratings", str(ratings_csv), "--items", str(movies_csv),
+                  "--split", "random", "--out", str(tmp_path / "x"))
+    assert result.exit_code != 0 and "--split" in result.output
+
+
+def test_movielens_first_seen_never_looks_at_test_ratings(tmp_path: Path) -> None:
+    # user 1: 1@100, 3@150 train | 2@200, 4@250 test; user 2: 2@10 train | 3@20 test.
+    # Movie 3's first rating overall is user 2's TEST rating at t=20; its first train rating is 150.
+    ratings = _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n"
+                     "1,1,4,100\n1,3,4,150\n1,2,4,200\n1,4,4,250\n2,2,3,10\n2,3,3,20\n")
+    movies = _write(tmp_path / "movies.csv", "movieId,title,genres\n1,A,Drama\n2,B,Drama\n3,C,Drama\n4,D,Drama\n")
+    info = importer.import_movielens(tmp_path / "ml", ratings, movies, test_fraction=0.5, progress=False)
+    items = pd.read_parquet(tmp_path / "ml" / "items.parquet").set_index("item_id")
+    assert items.loc[3, "first_seen"] == 150  # not 20 (a test rating)
+    assert items.loc[2, "first_seen"] == 10 and items.loc[1, "first_seen"] == 100
+    assert pd.isna(items.loc[4, "first_seen"])  # only rated in test: unknown at training time
+    assert info.n_train == 3 and info.n_test == 3

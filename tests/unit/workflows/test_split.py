@@ -71,3 +71,31 @@ def test_order_and_mask_on_random_data() -> None:
         rows = np.flatnonzero(u == user)
         k = math.ceil(round(0.2 * rows.size, 9))
         assert mask[rows].tolist() == [False] * (rows.size - k) + [True] * k
+
+
+def test_global_time_split_one_cut_for_everyone() -> None:
+    from cascade.workflows.split import global_cut_time
+
+    frame = pd.DataFrame({
+        "user_id": [1, 1, 1, 2, 2, 3, 3, 3],
+        "item_id": [10, 11, 12, 10, 13, 11, 12, 14],
+        "timestamp": [1, 5, 9, 2, 3, 6, 7, 8],
+    })
+    train, test = split_interactions(frame, 0.25, "global-time")  # last ceil(0.25 x 8) = 2 rows -> T = 8
+    assert global_cut_time(frame["timestamp"].to_numpy(), 0.25) == 8
+    assert sorted(test["timestamp"].tolist()) == [8, 9] and train["timestamp"].max() < 8
+    assert test["user_id"].tolist() == [1, 3]  # user 2 has no test rows; sorted by (user, time)
+    same, none = split_interactions(frame, 0.0, "global-time")
+    assert len(same) == 8 and none.empty
+
+
+def test_global_time_split_ties_at_the_cut_go_to_test_and_empty_train_is_refused() -> None:
+    from cascade.errors import DataValidationError, InvalidInputError
+
+    frame = pd.DataFrame({"user_id": [1, 2, 3, 4], "item_id": [1, 2, 3, 4], "timestamp": [1, 2, 2, 2]})
+    train, test = split_interactions(frame, 0.25, "global-time")
+    assert len(test) == 3 and train["timestamp"].tolist() == [1]
+    with pytest.raises(DataValidationError, match="--split global-time"):
+        split_interactions(pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2], "timestamp": [5, 5]}), 0.5, "global-time")
+    with pytest.raises(InvalidInputError, match="--split"):
+        split_interactions(frame, 0.25, "random")

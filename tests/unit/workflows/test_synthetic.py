@@ -155,3 +155,17 @@ def test_invalid_config_raises_before_writing(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="--test-fraction"):
         generate(tmp_path / "bad", SyntheticConfig(test_fraction=-0.5), progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_global_time_split(tmp_path: Path, small: Path) -> None:
+    out = tmp_path / "global"
+    _generate(out, "--seed", "7", "--split", "global-time")
+    paths, info = load_dataset(out)
+    train, test = pd.read_parquet(paths.train), pd.read_parquet(paths.test)
+    per_user = load_dataset(small)[1]
+    assert info.split == "global-time" and info.split_time is not None and not info.has_oracle
+    assert not (out / "oracle").exists()
+    assert train["timestamp"].max() < info.split_time <= test["timestamp"].min()
+    assert info.n_train + info.n_test == per_user.n_train + per_user.n_test  # the same interactions, cut once
+    assert len(test) >= math.ceil(0.2 * (info.n_train + info.n_test))
+    assert train["user_id"].is_monotonic_increasing

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cascade.workflows.train_ranking import top_candidates
-from cascade.workflows.train_retrieval import SCORE_BUDGET_BYTES, recall_at_k, score_chunk, top_k_rows
+from cascade.workflows.train_retrieval import SCORE_BUDGET_BYTES, next_item_recall, score_chunk, top_k_rows
 
 
 def _data(n_q: int, n_items: int, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,7 +60,7 @@ def test_recall_matches_dense_reference_and_keeps_repeated_positive(chunk: int |
         drop = exclude[i][(exclude[i] >= 0) & (exclude[i] != positives[i])]
         row[drop] = -np.inf
         hits += positives[i] in np.argsort(-row, kind="stable")[:k]
-    assert recall_at_k(q, v, positives, exclude, k, chunk=chunk) == pytest.approx(hits / len(q))
+    assert next_item_recall(q, v, positives, exclude, k, chunk=chunk) == pytest.approx(hits / len(q))
 
 
 def test_block_size_is_bounded_by_the_catalog() -> None:
@@ -76,7 +76,7 @@ import json, resource, sys
 import numpy as np
 import cascade.workflows.train_retrieval as tr
 from cascade.workflows.train_ranking import top_candidates
-from cascade.workflows.train_retrieval import recall_at_k, top_k_rows
+from cascade.workflows.train_retrieval import next_item_recall, top_k_rows
 n_q, n_items = int(sys.argv[1]), int(sys.argv[2])
 tr.SCORE_BUDGET_BYTES = int(sys.argv[3]) << 20  # the production default, scaled down for a fast test
 rng = np.random.default_rng(0)
@@ -86,7 +86,7 @@ ex = rng.integers(-1, n_items, size=(n_q, 50))
 top_k_rows(q[:2], v[:1000], ex[:2] % 1000, 10)  # load the BLAS/topk kernels before the baseline
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 top_candidates(q, v, ex, 300)
-recall_at_k(q, v, rng.integers(0, n_items, size=n_q), ex, 100)
+next_item_recall(q, v, rng.integers(0, n_items, size=n_q), ex, 100)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"growth_mb": (after - before) / 1024}))
 """

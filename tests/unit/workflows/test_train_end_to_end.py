@@ -1,6 +1,6 @@
 """`cascade train` end to end on a tiny generated dataset: artifact layout of docs/DESIGN.md, ONNX
-inputs named after workflow outputs, the cache skipping a second run, and the full pipeline beating
-popularity (recall@k on the temporal test split)."""
+inputs named after workflow outputs, the cache skipping a second run, and the served pipeline
+beating popularity (recall@k on the temporal test split, scored as `cascade evaluate` does)."""
 
 from __future__ import annotations
 
@@ -75,34 +75,23 @@ def test_second_run_is_cached(trained: tuple) -> None:
     assert cached
 
 
-def test_beats_popularity_on_test_split(trained: tuple) -> None:
-    from cascade.pipeline import OfflinePipeline
+def test_served_pipeline_beats_popularity_on_test_split(trained: tuple, tmp_path: Path) -> None:
+    """Scored as `cascade evaluate` scores it: the served stages over an export of these artifacts."""
+    from cascade.online.pipeline import InProcessRecommender
+    from cascade.workflows.baselines import Catalog, PopularityRecommender, read_interactions
+    from cascade.workflows.evaluate import evaluate
+    from cascade.workflows.evaluate_methods import PipelineMethod
+    from cascade.workflows.export import export_repository
 
     data, art, _ = trained
-    train = pd.read_parquet(data / "train.parquet")
-    test = pd.read_parquet(data / "test.parquet")
-    seen = train.groupby("user_id")["item_id"].apply(lambda s: set(s.tolist()))
-    relevant = test.groupby("user_id")["item_id"].apply(lambda s: set(s.tolist()))
-    users = np.array([u for u in relevant.index if relevant[u] - seen.get(u, set())], dtype=np.int64)
-    k = 20
-    pipeline = OfflinePipeline.load(art)
-    counts = train["item_id"].value_counts()
-
-    def recall(recs: np.ndarray) -> float:
-        out = []
-        for u, row in zip(users, recs):
-            rel = relevant[u] - seen.get(u, set())
-            out.append(len(rel & set(row.tolist())) / len(rel))
-        return float(np.mean(out))
-
-    popular = []
-    for u in users:
-        s = seen.get(u, set())
-        popular.append([i for i in counts.index if i not in s][:k])
-    pop = recall(np.asarray(popular))
-    ranked = recall(pipeline.recommend_batch(users, k, stage="ranking"))
-    retrieved = recall(pipeline.recommend_batch(users, k, stage="retrieval"))
-    assert ranked > pop and retrieved > pop, (ranked, retrieved, pop)
+    export = export_repository(data, tmp_path / "export", artifacts_dir=art, record_latest=False).root
+    served = InProcessRecommender.load(export)
+    popularity = PopularityRecommender.fit(Catalog.from_dataset(data), read_interactions(data / "train.parquet"))
+    methods = [popularity, PipelineMethod(served, "retrieval", "retrieval"), PipelineMethod(served, "served", "served")]
+    report = evaluate(data, methods, ks=(20,), progress=False)
+    recall = {m.name: m.metrics["recall@20"] for m in report.methods}
+    assert recall["served"] > recall["popularity"] and recall["retrieval"] > recall["popularity"], recall
+    assert all(m.seen_leaks == 0 for m in report.methods)
 
 
 def test_cli_missing_dataset_exits_2(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from cascade.business.config import BusinessRules
 from cascade.errors import CascadeError
 from cascade.online.export_layout import ExportLayout
 from cascade.online.request import MAX_TOP_K, parse_request
@@ -14,6 +15,7 @@ class TritonPythonModel(StageModel):
 
     def build(self, context: StageContext) -> None:
         self.max_top_k = min(MAX_TOP_K, ExportLayout.for_model(context.repository).manifest().n_candidates)
+        self.max_explore = BusinessRules.load(context.export_path("rules")).max_explore_temperature
         self.stage = UserFeatureStage(context.export_path("feature_repo"), load_workflow(context.export_path("workflow")))
 
     def run(self, inputs):
@@ -26,7 +28,7 @@ class TritonPythonModel(StageModel):
         parsed = []
         for inputs in batch:
             try:
-                parsed.append(parse_request(inputs, self.max_top_k))
+                parsed.append(parse_request(inputs, self.max_top_k, self.max_explore))
             except CascadeError as error:
                 parsed.append(error)
         valid = [p for p in parsed if not isinstance(p, CascadeError)]

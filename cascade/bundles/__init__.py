@@ -1,0 +1,1 @@
+"""Bundles: one export = one bundle (manifest of file digests, signature, rollout)."""

@@ -1,0 +1,127 @@
+"""``cascade rollout | rollback | bundles``: bundles in a running tritonserver (docs/DESIGN.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cascade.console import cli_errors, console
+
+URL_HELP = "Triton gRPC address HOST:GRPC_PORT (e.g. 127.0.0.1:8001)."
+REPOSITORY_HELP = "The server's --model-repository, when the server does not name it (not started by `cascade serve`)."
+
+
+def rollout(
+    export: Annotated[Path, typer.Argument(help="Export (bundle) folder written by `cascade export`.")],
+    url: Annotated[str, typer.Option("--url", help=URL_HELP)],
+    repository: Annotated[Optional[Path], typer.Option("--repository", help=REPOSITORY_HELP)] = None,
+    grace: Annotated[float, typer.Option("--grace", help="Seconds a superseded bundle stays loaded before a later rollout may unload it.")] = 30.0,
+    public_key: Annotated[Optional[Path], typer.Option("--public-key", help="Verify manifest.sig with this ed25519 public key.")] = None,
+    smoke_user: Annotated[Optional[list[int]], typer.Option("--smoke-user", help="User id for the smoke set (repeatable). Default: a few of the bundle's users + an unknown one.")] = None,
+    lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for a concurrent rollout.")] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Verify EXPORT, load it beside the live bundle, smoke it, switch `recommend` to it in one step."""
+    from cascade.bundles.rollout import rollout as run
+
+    with cli_errors():
+        result = run(export, url, repository=repository, grace_s=grace, public_key=public_key,
+                     smoke_users=list(smoke_user) if smoke_user else None, lock_timeout_s=lock_timeout)
+    if as_json:
+        typer.echo(json.dumps(result.__dict__, default=str))
+    elif result.already_live:
+        console.print(f"bundle [bold]{result.bundle_id}[/bold] is already live on {url}")
+    else:
+        timings = ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items())
+        console.print(f"bundle [bold]{result.bundle_id}[/bold] is live on {url} (previous: {result.previous}; "
+                      f"{'reused loaded models' if result.reused else 'loaded'}; {timings})")
+
+
+def rollback(
+    url: Annotated[str, typer.Option("--url", help=URL_HELP)],
+    repository: Annotated[Optional[Path], typer.Option("--repository", help=REPOSITORY_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Switch `recommend` back to the previous bundle (still loaded) in one step."""
+    from cascade.bundles.rollout import rollback as run
+
+    with cli_errors():
+        result = run(url, repository=repository)
+    if as_json:
+        typer.echo(json.dumps(result.__dict__, default=str))
+    else:
+        console.print(f"rolled back to bundle [bold]{result.bundle_id}[/bold] in {result.seconds['total']:.3f} s "
+                      f"(was {result.previous})")
+
+
+def bundles(
+    url: Annotated[str, typer.Option("--url", help=URL_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Print only the live bundle id (empty line: none).")] = False,
+    held: Annotated[bool, typer.Option("--held", help="Print only the loaded bundle ids, space-separated.")] = False,
+) -> None:
+    """Which bundles the server holds, which one is live, since when, and the previous one."""
+    from cascade.bundles.state import connect, read_state
+
+    with cli_errors():
+        state = read_state(connect(url))
+    if live or held:
+        typer.echo(state.live or "" if live else " ".join(sorted(state.bundles)))
+        return
+    if as_json:
+        typer.echo(json.dumps(state.to_dict(), indent=2))
+        return
+    console.print(f"live: [bold]{state.live}[/bold] since {state.live_since}; previous: {state.previous}")
+    for bundle, info in sorted(state.bundles.items()):
+        role = "live" if bundle == state.live else "previous" if bundle == state.previous else "loaded"
+        ready = sum(s == "READY" for s in info.models.values())
+        console.print(f"  {bundle}  {role:8s} {ready}/{len(info.models)} models ready  {info.export_root}")
+
+
+def release(
+    data: Annotated[Optional[Path], typer.Option("--data", help="Dataset folder: export it (and evaluate on its test split).")] = None,
+    export: Annotated[Optional[Path], typer.Option("--export", help="An existing export to release instead (needs --data for the gate).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Export folder for --data (default build/release/export).")] = None,
+    champion: Annotated[Optional[str], typer.Option("--champion", help="Publish location of the champion (file:///DIR or s3://BUCKET/PREFIX); its LATEST bundle's evaluation.json is the bar.")] = None,
+    publish: Annotated[Optional[str], typer.Option("--publish", help="Where to publish when the gate passes (file:///DIR or s3://BUCKET/PREFIX); LATEST written last.")] = None,
+    ndcg_tolerance: Annotated[float, typer.Option("--ndcg-tolerance", help="Allowed relative drop of NDCG@10 vs the champion.")] = 0.02,
+    recall_tolerance: Annotated[float, typer.Option("--recall-tolerance", help="Allowed relative drop of recall@100 vs the champion.")] = 0.02,
+    max_users: Annotated[Optional[int], typer.Option("--max-users", help="Evaluate a seeded sample of this many test users.")] = None,
+    server_check: Annotated[bool, typer.Option("--server-check/--no-server-check", help="Start a tritonserver on the export and run the contract suite.")] = True,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the release report (JSON) here.")] = None,
+) -> None:
+    """Export -> validate (configs, manifest, a real tritonserver) -> quality gate vs the champion -> publish."""
+    from cascade.bundles.release import release as run
+
+    with cli_errors():
+        result = run(data=data, export=export, out=out, champion=champion, publish_url=publish,
+                     tolerances={"ndcg@10": ndcg_tolerance, "recall@100": recall_tolerance},
+                     max_users=max_users, server_check=server_check)
+    text = json.dumps(result.to_dict(), indent=2, default=str)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(text)
+    typer.echo(text)
+    for metric, delta in result.gate.deltas.items():
+        console.print(f"{metric}: {delta['candidate']:.4f} vs champion {delta['champion']:.4f} ({delta['rel']:+.1%})")
+    if not result.gate.passed:
+        console.print(f"[red]{result.gate.reason}; nothing published[/red]")
+        raise typer.Exit(1)
+    console.print(f"bundle [bold]{result.bundle_id}[/bold]: {result.gate.reason}; "
+                  + (f"published to {result.published}" if result.published else "not published (no --publish)"))
+
+
+def verify(
+    export: Annotated[Path, typer.Argument(help="Export (bundle) folder.")],
+    public_key: Annotated[Optional[Path], typer.Option("--public-key", help="Also verify manifest.sig with this ed25519 public key.")] = None,
+) -> None:
+    """Check a bundle before it is used: manifest sha256 of every file, code version, signature."""
+    from cascade.bundles.manifest import verify_bundle
+
+    with cli_errors():
+        manifest = verify_bundle(export, public_key=public_key)
+    console.print(f"bundle [bold]{manifest.bundle_id}[/bold]: {len(manifest.files)} files verified "
+                  f"(cascade {manifest.code_version})")

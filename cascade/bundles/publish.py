@@ -1,0 +1,131 @@
+"""Publish bundles to an object store, ``file://DIR`` or ``s3://BUCKET/PREFIX``:
+
+```
+<root>/<bundle_id>/...            every file of the export, manifest.sig, then manifest.json
+<root>/<bundle_id>/evaluation.json the release's recorded evaluation (the next release's champion)
+<root>/LATEST                      text: the bundle id to serve, written LAST
+```
+A reader that follows ``LATEST`` therefore never sees a partial bundle, and a failed publish
+leaves the previous ``LATEST`` in place. S3 uses boto3 (``pip install 'cascade[release]'``);
+``AWS_ENDPOINT_URL`` points it at an S3-compatible endpoint (the tests use moto's server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from abc import ABC, abstractmethod
+from pathlib import Path
+from urllib.parse import urlparse
+
+from cascade.bundles.manifest import MANIFEST_FILE, SIGNATURE_FILE, verify_bundle
+from cascade.errors import InvalidInputError, NotFoundError
+
+POINTER = "LATEST"
+EVALUATION = "evaluation.json"
+
+
+class Store(ABC):
+    url: str
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None: ...
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes | None:
+        """The object's bytes, None when it does not exist."""
+
+    def publish_bundle(self, export_root: Path, bundle_id: str, files: list[str], evaluation: dict | None) -> None:
+        for rel in files:
+            self.put_file(f"{bundle_id}/{rel}", export_root / rel)
+        if (export_root / SIGNATURE_FILE).is_file():
+            self.put_file(f"{bundle_id}/{SIGNATURE_FILE}", export_root / SIGNATURE_FILE)
+        self.put_file(f"{bundle_id}/{MANIFEST_FILE}", export_root / MANIFEST_FILE)
+        if evaluation is not None:
+            self.put_bytes(f"{bundle_id}/{EVALUATION}", json.dumps(evaluation, indent=2).encode())
+
+    def latest(self) -> str | None:
+        data = self.get_bytes(POINTER)
+        return data.decode().strip() or None if data is not None else None
+
+    def evaluation(self, bundle_id: str) -> dict | None:
+        data = self.get_bytes(f"{bundle_id}/{EVALUATION}")
+        return json.loads(data) if data is not None else None
+
+
+class FileStore(Store):
+    def __init__(self, root: Path, url: str) -> None:
+        self.root, self.url = Path(root), url
+
+    def _write(self, key: str, write) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        write(tmp)
+        os.replace(tmp, target)
+
+    def put_file(self, key: str, path: Path) -> None:
+        self._write(key, lambda tmp: shutil.copyfile(path, tmp))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._write(key, lambda tmp: tmp.write_bytes(data))
+
+    def get_bytes(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+
+class S3Store(Store):
+    def __init__(self, bucket: str, prefix: str, url: str) -> None:
+        try:
+            import boto3
+        except ImportError:
+            raise NotFoundError(f"{url}: publishing to S3 needs boto3 (pip install 'cascade[release]')") from None
+        self.bucket, self.prefix, self.url = bucket, prefix.strip("/"), url
+        self.client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.client.upload_file(str(path), self.bucket, self._key(key))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+
+def open_store(url: str) -> Store:
+    """``file:///abs/dir`` or ``s3://bucket[/prefix]``."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise InvalidInputError(f"{url!r}: expected file:///absolute/path")
+        return FileStore(Path(parsed.path), url)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise InvalidInputError(f"{url!r}: expected s3://bucket[/prefix]")
+        return S3Store(parsed.netloc, parsed.path, url)
+    raise InvalidInputError(f"{url!r}: expected a file:///... or s3://bucket/prefix URL")
+
+
+def publish(export_root: Path, url: str, evaluation: dict | None = None) -> str:
+    """Verify the bundle, upload it, then point ``LATEST`` at it. Returns the bundle id."""
+    manifest = verify_bundle(export_root)
+    store = open_store(url)
+    store.publish_bundle(Path(export_root), manifest.bundle_id, list(manifest.files), evaluation)
+    store.put_bytes(POINTER, (manifest.bundle_id + "\n").encode())  # last
+    return manifest.bundle_id

@@ -1,0 +1,33 @@
+"""Start a tritonserver that serves bundles: explicit model control on a bundle repository (a
+folder of its own, not an export), the ``cascade_bundle_info`` model, then the first rollout."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cascade.bundles.models import INFO_MODEL, info_model_folder, write_folder
+from cascade.paths import build_dir
+
+
+def default_repository(grpc_port: int) -> Path:
+    return build_dir() / "bundles" / f"repository-{grpc_port}"
+
+
+def prepare_repository(repository: Path, fresh: bool = True) -> Path:
+    """An empty bundle repository holding only the info model (``fresh`` clears an old one)."""
+    repository = Path(repository).resolve()
+    if fresh and repository.exists():
+        shutil.rmtree(repository)
+    repository.mkdir(parents=True, exist_ok=True)
+    write_folder(repository, info_model_folder("", repository))
+    return repository
+
+
+def bundle_server_config(repository: Path, **fields: Any):
+    """TritonServerConfig for a bundle server (``fields``: ports, host, log options, ...)."""
+    from cascade.serving.server import TritonServerConfig
+
+    return TritonServerConfig(model_repository=repository, model_control_mode="explicit",
+                              load_models=[INFO_MODEL], **fields)

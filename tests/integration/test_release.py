@@ -1,0 +1,48 @@
+"""`cascade release` end to end on the tiny export: configs parse as Triton's ModelConfig, a real
+tritonserver on the export alone answers the contract suite, the bundle is evaluated offline, the
+gate compares with the champion's recorded evaluation, and `file://` publishing writes LATEST
+last. (The `s3://` path: tests/unit/bundles/test_publish.py, against moto's S3 emulator.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cascade.bundles.manifest import load_manifest
+from cascade.bundles.publish import open_store
+from cascade.cli import app
+
+pytestmark = pytest.mark.integration
+
+
+def test_release_validates_gates_and_publishes(tiny_export: tuple[Path, Path], tmp_path: Path) -> None:
+    data, export = tiny_export
+    models = f"file://{tmp_path / 'models'}"
+    runner = CliRunner()
+    first = runner.invoke(app, ["release", "--data", str(data), "--export", str(export), "--champion", models,
+                                "--publish", models, "--max-users", "60", "--report", str(tmp_path / "r1.json")])
+    assert first.exit_code == 0, first.output
+    report = json.loads((tmp_path / "r1.json").read_text())
+    bundle = load_manifest(export).bundle_id
+    assert report["bundle_id"] == bundle and report["published"] == models
+    assert report["validated"]["configs"] == 8 and report["validated"]["contract_requests"] >= 2
+    assert set(report["evaluation"]["metrics"]) == {"ndcg@10", "recall@100"}
+    store = open_store(models)
+    assert store.latest() == bundle and store.evaluation(bundle)["metrics"] == report["evaluation"]["metrics"]
+    assert (tmp_path / "models" / bundle / "manifest.json").is_file()
+
+    # A champion that was much better: the same bundle now fails the gate and nothing is published.
+    champion = tmp_path / "champion"
+    (champion / "best").mkdir(parents=True)
+    better = {m: v * 2 + 0.01 for m, v in report["evaluation"]["metrics"].items()}
+    (champion / "best" / "evaluation.json").write_text(json.dumps({"metrics": better}))
+    (champion / "LATEST").write_text("best\n")
+    second = runner.invoke(app, ["release", "--data", str(data), "--export", str(export), "--no-server-check",
+                                 "--champion", f"file://{champion}", "--publish", f"file://{champion}",
+                                 "--max-users", "60"])
+    assert second.exit_code == 1, second.output
+    assert "quality gate failed: ndcg@10" in second.output and "nothing published" in second.output
+    assert open_store(f"file://{champion}").latest() == "best"

@@ -1,0 +1,62 @@
+"""The export-time bundle-tag transform (cascade/bundles/tagging.py) on the shipped model sources
+and on a reshaped two-step ensemble: every consumer gets one tag input per producing step, every
+producer's tag is mapped, and the result still parses as Triton's ModelConfig."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from cascade.bundles.tagging import (
+    BUNDLE_INPUT_PREFIX, BUNDLE_OUTPUT, apply_bundle_tags, read_config, tag_inputs,
+)
+from cascade.paths import MODEL_REPOSITORY_SOURCES
+
+
+def _inputs(config) -> set[str]:
+    return {i.name for i in config.input}
+
+
+def test_shipped_ensemble_wires_the_tag_from_every_producer(tmp_path: Path) -> None:
+    repo = tmp_path / "model_repository"
+    shutil.copytree(MODEL_REPOSITORY_SOURCES, repo)
+    stages = apply_bundle_tags(repo, "b1")
+    assert stages == ["candidates", "ranking", "business_logic"]
+    ensemble = read_config(repo / "recommend" / "config.pbtxt")
+    assert ensemble.parameters["bundle_id"].string_value == "b1"
+    steps = {s.model_name: s for s in ensemble.ensemble_scheduling.step}
+    assert {k for k in steps["business_logic"].input_map if k.startswith(BUNDLE_INPUT_PREFIX)} == {
+        BUNDLE_INPUT_PREFIX + "candidates", BUNDLE_INPUT_PREFIX + "ranking"}
+    assert steps["ranking"].input_map[BUNDLE_INPUT_PREFIX + "candidates"] == "cascade_bundle.candidates"
+    assert BUNDLE_OUTPUT not in steps["business_logic"].output_map  # nobody consumes it
+    assert steps["candidates"].output_map[BUNDLE_OUTPUT] == "cascade_bundle.candidates"
+    for stage in stages:
+        config = read_config(repo / stage / "config.pbtxt")
+        assert config.parameters["bundle_id"].string_value == "b1"
+        assert BUNDLE_OUTPUT in {o.name for o in config.output}
+        tags = {i for i in _inputs(config) if i.startswith(BUNDLE_INPUT_PREFIX)}
+        assert tags == {k for k in steps[stage].input_map if k.startswith(BUNDLE_INPUT_PREFIX)}
+    assert {name for name, _ in tag_inputs(repo / "business_logic" / "config.pbtxt")} == {
+        BUNDLE_INPUT_PREFIX + "candidates", BUNDLE_INPUT_PREFIX + "ranking"}
+    assert tag_inputs(repo / "candidates" / "config.pbtxt") == []  # the entry stage
+
+
+def test_a_reshaped_ensemble_is_tagged_generically(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    for name, body in {
+        "front": 'name: "front" backend: "python" input [ { name: "user_id" data_type: TYPE_INT64 dims: [ 1 ] } ] '
+                 'output [ { name: "cand" data_type: TYPE_INT64 dims: [ -1 ] } ]',
+        "back": 'name: "back" backend: "python" input [ { name: "cand" data_type: TYPE_INT64 dims: [ -1 ] } ] '
+                'output [ { name: "item_ids" data_type: TYPE_INT64 dims: [ -1 ] } ]',
+        "recommend": 'name: "recommend" platform: "ensemble" '
+                     'input [ { name: "user_id" data_type: TYPE_INT64 dims: [ 1 ] } ] '
+                     'output [ { name: "item_ids" data_type: TYPE_INT64 dims: [ -1 ] } ] '
+                     'ensemble_scheduling { step [ '
+                     '{ model_name: "front" model_version: -1 input_map { key: "user_id" value: "user_id" } output_map { key: "cand" value: "c" } }, '
+                     '{ model_name: "back" model_version: -1 input_map { key: "cand" value: "c" } output_map { key: "item_ids" value: "item_ids" } } ] }',
+    }.items():
+        (repo / name).mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(body)
+    assert apply_bundle_tags(repo, "b2") == ["front", "back"]
+    assert _inputs(read_config(repo / "back" / "config.pbtxt")) == {"cand", BUNDLE_INPUT_PREFIX + "front"}
+    assert _inputs(read_config(repo / "front" / "config.pbtxt")) == {"user_id"}
