@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import typer
 
+from cascade.events.cli import app as events_app
+from cascade.events.items_cli import app as items_app
+from cascade.events.retrain_cli import retrain
 from cascade.features.cli import app as features_app
 from cascade.preprocessing.cli import app as preprocess_app
 from cascade.serving.cli import serve
@@ -28,10 +31,13 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", help="Generate or import a dataset (canonical folder + temporal split).")
 app.add_typer(preprocess_app, name="preprocess", help="Fit and apply preprocessing workflows.")
 app.add_typer(features_app, name="features", help="Feast feature repo: generate, apply, materialize.")
+app.add_typer(events_app, name="events", help="Interaction events into a running server (push, ingest).")
+app.add_typer(items_app, name="items", help="Catalog items: add or update without retraining.")
 app.add_typer(train_app, name="train", help="Train retrieval and ranking models.")
 app.command("evaluate")(evaluate)
 app.command("export")(export)
 app.command("serve")(serve)
+app.command("retrain")(retrain)
 app.command("rollout")(rollout)
 app.command("rollback")(rollback)
 app.command("bundles")(bundles)

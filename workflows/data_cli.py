@@ -49,6 +49,11 @@ def generate(
     brands: int = typer.Option(200, "--brands", help="Number of brands (each belongs to one category)."),
     dim: int = typer.Option(16, "--dim", help="Latent factor dimension of the true model."),
     days: int = typer.Option(180, "--days", help="Length of the observed time window in days."),
+    drift: float = typer.Option(0.0, "--drift", help="Population drift over the window (0 = none): user interests move to a "
+                                "second category preference and item popularity trends up or down; with --initial-catalog "
+                                "new items arrive every day."),
+    initial_catalog: float = typer.Option(0.3, "--initial-catalog", help="Share of items released before the window; the rest "
+                                          "arrive uniformly during it."),
     name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: folder name)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
@@ -60,11 +65,13 @@ def generate(
         from cascade.workflows.synthetic import SyntheticConfig, generate as run
 
         flags = {"n_users": "--users", "n_items": "--items", "n_interactions": "--interactions",
-                 "n_categories": "--categories", "n_brands": "--brands", "dim": "--dim", "days": "--days"}
+                 "n_categories": "--categories", "n_brands": "--brands", "dim": "--dim", "days": "--days",
+                 "drift_strength": "--drift", "initial_catalog": "--initial-catalog"}
         try:
             config = SyntheticConfig(
                 n_users=users, n_items=items, n_interactions=interactions, seed=seed, test_fraction=test_fraction,
                 split=split.value, n_categories=categories, n_brands=brands, dim=dim, days=days,
+                drift_strength=drift, initial_catalog=initial_catalog,
             )
         except ValidationError as error:
             first = error.errors()[0]

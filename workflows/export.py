@@ -24,8 +24,10 @@ from cascade.bundles.tagging import apply_bundle_tags
 from cascade.business.config import DEFAULT_RULES_FILE, BusinessRules
 from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done, replace_dir
 from cascade.errors import InvalidInputError, NotFoundError
+from cascade.online import device as device_module
 from cascade.bundles import tagging as tagging_module
 from cascade.online import warmup as warmup_module
+from cascade.online.device import apply_device, check_device
 from cascade.online.export_layout import DEFAULT_CANDIDATES, ExportLayout, ExportManifest
 from cascade.online.warmup import write_warmups
 from cascade.paths import MODEL_REPOSITORY_SOURCES, latest_export_pointer
@@ -80,13 +82,19 @@ def export_repository(
     redis_connection: str | None = None,
     force: bool = False,
     record_latest: bool = True,
+    device: str = "cpu",
+    allow_cpu_fallback: bool = False,
 ) -> ExportResult:
     """Build (or reuse) the export for ``data_dir`` at ``out_dir``. ``record_latest``: make it the
-    export ``cascade serve`` picks by default (evaluation's own exports do not)."""
+    export ``cascade serve`` picks by default (evaluation's own exports do not). ``device`` /
+    ``allow_cpu_fallback``: placement of the GPU-capable stages (:mod:`cascade.online.device`)."""
     from cascade.features.repo import generate_feature_repo
     from cascade.features.store import apply, materialize
     from cascade.workflows.artifacts import train_all
 
+    device = check_device(device)
+    if allow_cpu_fallback and device != "gpu":
+        raise InvalidInputError("--allow-cpu-fallback only applies to --device gpu")
     if not 1 <= n_candidates <= 10_000:
         raise InvalidInputError(f"--n-candidates must be in [1, 10000], got {n_candidates}")
     data_dir = Path(data_dir).resolve()
@@ -102,7 +110,10 @@ def export_repository(
     key = inputs_hash(
         dataset=info.content_hash,
         artifacts=hash_files([artifacts / p for p in ARTIFACT_PARTS]),
-        sources=hash_files([MODEL_REPOSITORY_SOURCES, Path(warmup_module.__file__), Path(tagging_module.__file__)]),
+        sources=hash_files([MODEL_REPOSITORY_SOURCES, Path(warmup_module.__file__), Path(tagging_module.__file__),
+                            Path(device_module.__file__)]),
+        device=device,
+        allow_cpu_fallback=allow_cpu_fallback,
         rules=hash_files([rules_file]),
         n_candidates=n_candidates,
         online_store=online_store,
@@ -135,10 +146,13 @@ def export_repository(
             snapshot_version=str(getattr(materialized, "snapshot_version", "")),
             n_candidates=n_candidates,
             code_version=__version__,
+            device=device,
+            allow_cpu_fallback=allow_cpu_fallback,
         )
         layout.manifest_path.write_text(manifest.model_dump_json(indent=2))
         apply_bundle_tags(layout.model_repository, manifest.version)  # before the warm-ups, which send the tags
         write_warmups(layout)  # needs the manifest and artifacts in place
+        apply_device(layout.model_repository, device, allow_cpu_fallback)
         mark_done(tmp, key, version=manifest.version)
         write_manifest(tmp, manifest.version, manifest.code_version)  # last: sha256 of every file
         _swap_into_place(tmp, out_dir)

@@ -19,6 +19,9 @@ def export(
     online_store: str = typer.Option("sqlite", help="Feast online store: sqlite or redis."),
     redis_connection: Optional[str] = typer.Option(None, help="host:port[,ssl=true][,db=N] for redis; the password comes at run time from CASCADE_REDIS_PASSWORD(_FILE), never from here."),
     force: bool = typer.Option(False, help="Rebuild even when the inputs did not change."),
+    device: str = typer.Option("cpu", "--device", help="cpu or gpu: where the GPU-capable stages (ranking, retrieval) run."),
+    allow_cpu_fallback: bool = typer.Option(
+        False, "--allow-cpu-fallback", help="--device gpu only: a stage without a usable GPU runs on the CPU (logged, counted) instead of failing to load."),
 ) -> None:
     """Train if needed, materialize Feast, and write EXPORT/{model_repository,artifacts,feature_repo,export.json}."""
     from cascade.workflows.export import export_repository
@@ -27,6 +30,7 @@ def export(
         result = export_repository(
             data, out, artifacts_dir=artifacts, n_candidates=n_candidates, rules_file=rules,
             online_store=online_store, redis_connection=redis_connection, force=force,
+            device=device, allow_cpu_fallback=allow_cpu_fallback,
         )
     state = "up to date" if result.reused else "written"
     console.print(f"export [bold]{result.manifest.version}[/bold] {state}: {result.root}")

@@ -84,7 +84,12 @@ class SyntheticConfig(BaseModel):
     explore: float = 0.1
     newness_boost: float = 1.5
     newness_days: float = 14.0
-    initial_catalog: float = 0.3
+    initial_catalog: float = Field(0.3, ge=0.0, le=1.0)
+    #: Population drift over the window (0 = off; the draws are then exactly as without it): the
+    #: session-category preference moves linearly from p_u to a second preference q_u (weight
+    #: min(1, drift_strength x t/window)) and each item's popularity logit gains
+    #: drift_strength x (2 t/window - 1) x trend_i (trend_i ~ N(0, 1)): some items rise, some fade.
+    drift_strength: float = Field(0.0, ge=0.0, le=10.0)
     unavailable_fraction: float = 0.02
     chunk_interactions: int = Field(250_000, ge=1000)
 
@@ -119,6 +124,7 @@ class _Items(BaseModel, arbitrary_types_allowed=True):
     first_seen: np.ndarray  # int64
     price: np.ndarray  # float32
     available: np.ndarray  # bool
+    trend: np.ndarray | None = None  # float32 popularity trend per item (drift only)
 
 
 def _sparse_ids(rng: np.random.Generator, n: int, low: int, high: int) -> np.ndarray:
@@ -185,6 +191,7 @@ class _Users(BaseModel, arbitrary_types_allowed=True):
     preference: np.ndarray  # float64 [n, C] category distribution
     base: np.ndarray  # float64 [n, d]
     join: np.ndarray  # int64
+    late_preference: np.ndarray | None = None  # float64 [n, C] category distribution the users drift to
 
 
 def _make_users(config: SyntheticConfig, rng: np.random.Generator, centroids: np.ndarray) -> _Users:
@@ -261,6 +268,9 @@ def _sample_block(
     released = np.searchsorted(first_seen, times, side="right")
     age = (times[:, None] - first_seen[None, :]).astype(np.float32)
     logits = vectors @ items.factors[pool].T + items.bias[pool][None, :]
+    if items.trend is not None:  # popularity drift
+        phase = 2.0 * _window_fraction(config, times) - 1.0
+        logits += (config.drift_strength * phase)[:, None].astype(np.float32) * items.trend[pool][None, :]
     logits += config.newness_boost * np.exp(-np.maximum(age, 0.0) / (config.newness_days * DAY))
     uniform = rng.random(logits.shape, dtype=np.float32)
     logits -= np.log(-np.log(np.maximum(uniform, 1e-12)))
@@ -273,6 +283,18 @@ def _sample_block(
     top_values = np.take_along_axis(logits, top, axis=1)
     top = np.take_along_axis(top, np.argsort(-top_values, axis=1, kind="stable"), axis=1)
     return top, np.minimum(np.minimum(lengths, m), released)
+
+
+def _window_fraction(config: SyntheticConfig, times: np.ndarray) -> np.ndarray:
+    """Position of each time in the observed window, clipped to [0, 1]."""
+    return np.clip((np.asarray(times, np.float64) - config.start) / (config.days * DAY), 0.0, 1.0)
+
+
+def _add_drift(config: SyntheticConfig, items: _Items, users: _Users) -> None:
+    """Draw the drift state from its own seeded stream (the other draws stay unchanged)."""
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 2]))
+    items.trend = rng.normal(0.0, 1.0, size=len(items.ids)).astype(np.float32)
+    users.late_preference = _dirichlet_rows(rng, np.full((len(users.ids), config.n_categories), 0.5))
 
 
 def _segment_starts(groups: np.ndarray) -> np.ndarray:
@@ -312,9 +334,14 @@ def _chunk(
     row_time = (raw[row_session] + within).astype(np.int64)
 
     # session category: sticky Markov chain over the user's preference
-    cdf = np.cumsum(users.preference[lo:hi], axis=1)
+    if users.late_preference is None:
+        session_cdf = np.cumsum(users.preference[lo:hi], axis=1)[session_user]
+    else:  # interest drift: p_u -> q_u over the window
+        weight = np.minimum(1.0, config.drift_strength * _window_fraction(config, row_time[session_first_row]))[:, None]
+        mixed = (1.0 - weight) * users.preference[lo:hi][session_user] + weight * users.late_preference[lo:hi][session_user]
+        session_cdf = np.cumsum(mixed, axis=1)
     draw = rng.random(n_sessions)
-    candidate = np.minimum((cdf[session_user] < draw[:, None]).sum(axis=1), config.n_categories - 1)
+    candidate = np.minimum((session_cdf < draw[:, None]).sum(axis=1), config.n_categories - 1)
     keep = rng.random(n_sessions) < config.stickiness
     keep[user_first_session] = False
     source = np.maximum.accumulate(np.where(keep, 0, np.arange(n_sessions)))
@@ -431,6 +458,8 @@ def generate(out: Path, config: SyntheticConfig, name: str | None = None, progre
     centroids = rng.normal(size=(config.n_categories, config.dim))
     items = _make_items(config, rng, centroids)
     users = _make_users(config, rng, centroids)
+    if config.drift_strength > 0:
+        _add_drift(config, items, users)
     catalog = _Catalog(items, config.n_categories)
     schema = interaction_schema()
 

@@ -18,6 +18,14 @@ from cascade.errors import CascadeError
 app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
 
 DEFAULT_THREADS = int(os.environ.get("CASCADE_TORCH_THREADS", "2"))
+DEVICE_HELP = "cpu or cuda[:N]: where torch trains (cuda fails clearly without a usable GPU)"
+
+
+def _check_device(device: str) -> None:
+    """Fail before any data work when the device is not usable."""
+    from cascade.workflows.train_retrieval import training_device
+
+    training_device(device)
 
 
 def _fail(error: CascadeError) -> None:
@@ -28,7 +36,7 @@ def _fail(error: CascadeError) -> None:
 
 
 def _config(epochs: Optional[int], ranking_epochs: Optional[int], batch_size: Optional[int], dim: Optional[int],
-            threads: int, seed: int, progress: bool) -> Any:
+            threads: int, seed: int, progress: bool, device: str = "cpu") -> Any:
     from cascade.workflows.artifacts import TrainConfig
 
     config = TrainConfig()
@@ -46,6 +54,7 @@ def _config(epochs: Optional[int], ranking_epochs: Optional[int], batch_size: Op
     r.threads = k.threads = threads
     r.seed = k.seed = config.index.seed = seed
     r.progress = k.progress = progress
+    r.device = k.device = device
     return config
 
 
@@ -97,6 +106,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     force: bool = typer.Option(False, "--force", help="retrain even if the cache is fresh"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Train retrieval + ranking on a dataset folder and write the model-artifact folder."""
     if ctx.invoked_subcommand is not None:
@@ -107,7 +117,8 @@ def train(
     try:
         from cascade.workflows.artifacts import train_all
 
-        config = _config(epochs, ranking_epochs, batch_size, dim, threads, seed, progress)
+        config = _config(epochs, ranking_epochs, batch_size, dim, threads, seed, progress, device)
+        _check_device(device)
         started = time.perf_counter()
         layout, summary, cached = train_all(data, out, config, progress=progress, force=force)
     except CascadeError as error:
@@ -129,6 +140,7 @@ def train_retrieval_cmd(
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", min=1),
     seed: int = typer.Option(0, "--seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Fit the workflow (if the folder has none), train the two-tower model, build the index."""
     try:
@@ -137,7 +149,8 @@ def train_retrieval_cmd(
         )
         from cascade.workflows.training_data import prepare
 
-        config = _config(epochs, None, batch_size, dim, threads, seed, progress)
+        config = _config(epochs, None, batch_size, dim, threads, seed, progress, device)
+        _check_device(device)
         layout = ArtifactLayout(Path(out) if out else default_artifacts_dir(data))
         layout.root.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
@@ -162,6 +175,7 @@ def train_ranking_cmd(
     threads: int = typer.Option(DEFAULT_THREADS, "--threads", min=1),
     seed: int = typer.Option(0, "--seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Train the DLRM ranker against an existing workflow + retrieval model."""
     try:
@@ -169,7 +183,8 @@ def train_ranking_cmd(
         from cascade.workflows.train_retrieval import load_two_tower
         from cascade.workflows.training_data import prepare
 
-        config = _config(None, epochs, None, None, threads, seed, progress)
+        config = _config(None, epochs, None, None, threads, seed, progress, device)
+        _check_device(device)
         layout = ArtifactLayout(Path(out) if out else default_artifacts_dir(data))
         fitted = load_workflow(layout.workflow)
         two_tower = load_two_tower(layout.retrieval)

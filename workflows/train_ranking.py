@@ -21,14 +21,14 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from cascade.errors import NotFoundError
 from cascade.models.dlrm import DLRMConfig
-from cascade.models.features import FeatureSpec
-from cascade.workflows.train_retrieval import embed, history_rows, seed_everything, to_torch, top_k_rows
+from cascade.workflows.train_retrieval import (
+    embed, history_rows, module_device, seed_everything, to_torch, top_k_rows, training_device,
+)
 from cascade.workflows.training_data import EncodedCatalog, Examples, TrainingData, user_segments
 
 
@@ -42,6 +42,7 @@ class RankingTrainConfig:
     patience: int = 2
     seed: int = 0
     threads: int = 2
+    device: str = "cpu"  # "cpu" or "cuda" (cascade train --device)
     positives_per_user: int = 10      # listwise: max positives per query; fallback rows when no held-out rows
     list_negatives: int = 32          # listwise: negatives per query, uniform from the candidate list
     queries_per_batch: int = 128      # listwise: queries per step
@@ -220,14 +221,16 @@ def rerank_metrics(
         scores = np.empty((n, c), np.float32)
         chunk = max(1, 32768 // c)
         model.eval()
+        device = module_device(model.forward)
         with torch.no_grad():
             for lo in range(0, n, chunk):
                 rows = np.arange(lo, min(n, lo + chunk))
-                user_row = torch.from_numpy(np.repeat(np.arange(len(rows), dtype=np.int64), c))
+                user_row = torch.from_numpy(np.repeat(np.arange(len(rows), dtype=np.int64), c)).to(device)
                 items = candidates[rows].reshape(-1)
-                feats = {**to_torch(examples.features, rows), **to_torch(catalog.features, items)}
-                s = model(feats, query=torch.from_numpy(q[rows]), item=torch.from_numpy(v[items]), user_row=user_row)
-                scores[rows] = s.numpy().reshape(len(rows), c)
+                feats = {**to_torch(examples.features, rows, device), **to_torch(catalog.features, items, device)}
+                s = model(feats, query=torch.from_numpy(q[rows]).to(device), item=torch.from_numpy(v[items]).to(device),
+                          user_row=user_row)
+                scores[rows] = s.cpu().numpy().reshape(len(rows), c)
         top = np.take_along_axis(candidates, np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
     hit = top == examples.item_rows[:, None]
     recall = float(hit.any(axis=1).mean())
@@ -255,14 +258,15 @@ def _pointwise_epoch(
     batch_size = max(64, min(config.batch_size, len(ex) // config.min_steps_per_epoch))
     steps = (len(ex) + batch_size - 1) // batch_size
     loss_fn = torch.nn.BCEWithLogitsLoss()
+    device = module_device(model.forward)
     running = 0.0
     bar = tqdm(range(steps), desc=desc, disable=not config.progress, leave=False)
     for step in bar:
         b = order[step * batch_size:(step + 1) * batch_size]
         e, it = ex[b], items[b]
-        feats = {**to_torch(positives.features, e), **to_torch(catalog.features, it)}
-        logits = model(feats, query=torch.from_numpy(q[e]), item=torch.from_numpy(v[it]))
-        loss = loss_fn(logits, torch.from_numpy(labels[b]))
+        feats = {**to_torch(positives.features, e, device), **to_torch(catalog.features, it, device)}
+        logits = model(feats, query=torch.from_numpy(q[e]).to(device), item=torch.from_numpy(v[it]).to(device))
+        loss = loss_fn(logits, torch.from_numpy(labels[b]).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -304,17 +308,19 @@ def _listwise_epoch(
     order = rng.permutation(n_q)
     steps = (n_q + per_batch - 1) // per_batch
     running, rows_seen = 0.0, 0
+    device = module_device(model.forward)
     bar = tqdm(range(steps), desc=desc, disable=not config.progress, leave=False)
     for step in bar:
         b = order[step * per_batch:(step + 1) * per_batch]
         lb, vb = lists[b], valid[b]
         e = np.repeat(qrows[b], lb.shape[1])[vb.reshape(-1)]
         it = lb[vb]
-        feats = {**to_torch(queries.features, e), **to_torch(catalog.features, it)}
-        flat = model(feats, query=torch.from_numpy(q[e]), item=torch.from_numpy(v[it]))
-        scores = torch.full(lb.shape, -1e9)
-        scores[torch.from_numpy(vb)] = flat
-        loss = listwise_loss(scores, torch.from_numpy(is_pos[b]), torch.from_numpy(vb))
+        feats = {**to_torch(queries.features, e, device), **to_torch(catalog.features, it, device)}
+        flat = model(feats, query=torch.from_numpy(q[e]).to(device), item=torch.from_numpy(v[it]).to(device))
+        scores = torch.full(lb.shape, -1e9, device=device)
+        vbt = torch.from_numpy(vb).to(device)
+        scores[vbt] = flat
+        loss = listwise_loss(scores, torch.from_numpy(is_pos[b]).to(device), vbt)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -325,7 +331,9 @@ def _listwise_epoch(
     return running, rows_seen
 
 
-def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None) -> RankingResult:
+def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None,
+               init: Callable[[Any], None] | None = None) -> RankingResult:
+    """``init(model)`` runs once on the fresh model before training (warm start: cascade/events/warm_start.py)."""
     import torch
 
     from cascade.models.dlrm import DLRM
@@ -333,11 +341,14 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
     config = config or RankingTrainConfig()
     if config.loss not in ("listwise", "pointwise"):
         raise ValueError(f"ranking loss must be 'listwise' or 'pointwise', got {config.loss!r}")
+    device = training_device(config.device)
     seed_everything(config.seed, config.threads)
     rng = np.random.default_rng(config.seed + 1)
     started = time.perf_counter()
     two_tower.eval()
     model = DLRM(data.specs, config.model, two_tower=two_tower)
+    if init is not None:
+        init(model)
     catalog = data.catalog
     if model.n_stats:
         id_index = catalog.features[config.model.item_id_column].astype(np.int64)
@@ -348,6 +359,7 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
         positives = data.rank  # held out from retrieval training: unbiased retrieval scores
     else:
         positives = data.train.subset(recent_positive_rows(data.train.user_ids, config.positives_per_user))
+    model.to(device)  # the frozen two-tower inside it too
     v = embed(two_tower.item, catalog.features)
     seen = SeenSet(
         np.concatenate([data.train.user_ids, data.val.user_ids] + ([data.rank.user_ids] if data.rank is not None else [])),
@@ -399,7 +411,7 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
             if bad > config.patience:
                 break
     model.load_state_dict(best_state)
-    model.eval()
+    model.to("cpu").eval()  # saved and exported to ONNX on the CPU
     return RankingResult(model, history, best_epoch, best_recall, retrieval_recall, time.perf_counter() - started,
                          n_positives, n_rows, best_ndcg=best, retrieval_ndcg=retrieval_ndcg)
 
@@ -437,16 +449,6 @@ def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Pat
 
 
 def load_dlrm(ranking_dir: Path, two_tower: Any | None) -> Any:
-    import torch
+    from cascade.models.checkpoint import load_dlrm as load
 
-    from cascade.models.dlrm import DLRM
-
-    ranking_dir = Path(ranking_dir)
-    if not (ranking_dir / "meta.json").is_file() or not (ranking_dir / "model.pt").is_file():
-        raise NotFoundError(f"{ranking_dir} holds no trained ranking model (run `cascade train ranking`)")
-    meta = json.loads((ranking_dir / "meta.json").read_text())
-    specs = [FeatureSpec.from_dict(s) for s in meta["specs"]]
-    model = DLRM(specs, DLRMConfig.from_dict(meta["config"]["model"]), two_tower=two_tower)
-    model.load_state_dict(torch.load(ranking_dir / "model.pt", weights_only=True), strict=False)
-    model.eval()
-    return model
+    return load(ranking_dir, two_tower)

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from cascade.errors import NotFoundError
-from cascade.models.features import FeatureSpec
 from cascade.models.two_tower import TwoTowerConfig
 from cascade.workflows.training_data import PAD, EncodedCatalog, Examples, TrainingData
 
@@ -32,6 +31,7 @@ class RetrievalTrainConfig:
     patience: int = 1
     seed: int = 0
     threads: int = 2
+    device: str = "cpu"  # "cpu" or "cuda" (cascade train --device; see training_device)
     eval_k: int = 100
     eval_examples: int = 5000
     max_examples: int | None = None
@@ -69,25 +69,56 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(max(1, min(os.cpu_count() or 1, threads)))
 
 
-def to_torch(features: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, Any]:
+def training_device(device: str) -> Any:
+    """The torch device for ``cascade train --device``: "cpu", or "cuda" (also "cuda:N"), which
+    must be usable: no silent CPU training when a GPU was asked for."""
+    import torch
+
+    from cascade.errors import InvalidInputError, UnavailableError
+
+    name = str(device).lower()
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise InvalidInputError(f"--device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
+    if name.startswith("cuda"):
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise UnavailableError(
+                f"--device {device}: torch {torch.__version__} sees {torch.cuda.device_count()} CUDA device(s) "
+                f"(CUDA build: {torch.version.cuda or 'none, a CPU-only build'}); train with --device cpu"
+            )
+    return torch.device(name)
+
+
+def to_torch(features: dict[str, np.ndarray], rows: np.ndarray | None = None, device: Any = None) -> dict[str, Any]:
     import torch
 
     out = {}
     for name, value in features.items():
         v = value if rows is None else value[rows]
-        out[name] = torch.from_numpy(np.ascontiguousarray(v))
+        t = torch.from_numpy(np.ascontiguousarray(v))
+        out[name] = t if device is None else t.to(device, non_blocking=True)
     return out
 
 
+def module_device(fn: Any) -> Any:
+    """The device of the module a bound method (``model.query``) belongs to (None: unknown)."""
+    owner = getattr(fn, "__self__", None)
+    params = getattr(owner, "parameters", None)
+    first = next(iter(params()), None) if params is not None else None
+    return first.device if first is not None else None
+
+
 def embed(fn: Any, features: dict[str, np.ndarray], batch: int = 8192) -> np.ndarray:
-    """Run a tower (``model.query`` / ``model.item``) over numpy features in eval mode."""
+    """Run a tower (``model.query`` / ``model.item``) over numpy features in eval mode (on the
+    tower's device; numpy float32 out)."""
     import torch
 
     n = len(next(iter(features.values())))
+    device = module_device(fn)
     parts = []
     with torch.no_grad():
         for lo in range(0, n, batch):
-            parts.append(fn(to_torch({k: v[lo:lo + batch] for k, v in features.items()})).numpy())
+            parts.append(fn(to_torch({k: v[lo:lo + batch] for k, v in features.items()}, device=device)).cpu().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
@@ -171,16 +202,21 @@ def auto_epochs(config: RetrievalTrainConfig, per_epoch: int) -> int:
     return int(max(3, min(config.max_auto_epochs, -(-config.min_examples_seen // max(per_epoch, 1)))))
 
 
-def train_two_tower(data: TrainingData, config: RetrievalTrainConfig | None = None) -> RetrievalResult:
+def train_two_tower(data: TrainingData, config: RetrievalTrainConfig | None = None,
+                    init: Callable[[Any], None] | None = None) -> RetrievalResult:
+    """``init(model)`` runs once on the fresh model before training (warm start: cascade/events/warm_start.py)."""
     import torch
     from tqdm.auto import tqdm
 
     from cascade.models.two_tower import TwoTower, in_batch_softmax_loss
 
     config = config or RetrievalTrainConfig()
+    device = training_device(config.device)
     seed_everything(config.seed, config.threads)
     rng = np.random.default_rng(config.seed)
-    model = TwoTower(data.specs, config.model)
+    model = TwoTower(data.specs, config.model).to(device)
+    if init is not None:
+        init(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train = data.train
     if config.max_examples and len(train) > config.max_examples:
@@ -211,11 +247,11 @@ def train_two_tower(data: TrainingData, config: RetrievalTrainConfig | None = No
             if len(idx) < 2:
                 continue
             rows = train.item_rows[idx]
-            q = model.query(to_torch(train.features, idx))
-            v = model.item(to_torch(data.catalog.features, rows))
+            q = model.query(to_torch(train.features, idx, device))
+            v = model.item(to_torch(data.catalog.features, rows, device))
             loss = in_batch_softmax_loss(
-                q, v, torch.from_numpy(rows), torch.from_numpy(log_q_all[rows]), config.model.temperature,
-                torch.from_numpy(train.weights[idx]),
+                q, v, torch.from_numpy(rows).to(device), torch.from_numpy(log_q_all[rows]).to(device),
+                config.model.temperature, torch.from_numpy(train.weights[idx]).to(device),
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -237,7 +273,7 @@ def train_two_tower(data: TrainingData, config: RetrievalTrainConfig | None = No
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    model.eval()
+    model.to("cpu").eval()  # saved, exported to ONNX and indexed on the CPU
     return RetrievalResult(model, history, best_epoch, best, time.perf_counter() - started, len(train), len(val))
 
 
@@ -273,17 +309,6 @@ def save_retrieval(result: RetrievalResult, config: RetrievalTrainConfig, out_di
 
 def load_two_tower(retrieval_dir: Path) -> Any:
     """Rebuild the torch two-tower model from ``retrieval/meta.json`` + ``model.pt``."""
-    import torch
+    from cascade.models.checkpoint import load_two_tower as load
 
-    from cascade.models.two_tower import TwoTower
-
-    retrieval_dir = Path(retrieval_dir)
-    meta_path = retrieval_dir / "meta.json"
-    if not meta_path.is_file() or not (retrieval_dir / "model.pt").is_file():
-        raise NotFoundError(f"{retrieval_dir} holds no trained retrieval model (run `cascade train retrieval`)")
-    meta = json.loads(meta_path.read_text())
-    specs = [FeatureSpec.from_dict(s) for s in meta["specs"]]
-    model = TwoTower(specs, TwoTowerConfig.from_dict(meta["config"]["model"]))
-    model.load_state_dict(torch.load(retrieval_dir / "model.pt", weights_only=True))
-    model.eval()
-    return model
+    return load(retrieval_dir)

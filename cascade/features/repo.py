@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done, replace_dir
 from cascade.errors import InvalidInputError, NotFoundError
+from cascade.events.push import PUSH_SOURCE
 from cascade.features.history import HISTORY_LENGTH, user_history
 from cascade.ids import IdIndex
 from cascade.features.schema import (
@@ -49,7 +50,7 @@ from cascade.features.schema import (
 OnlineStoreKind = Literal["sqlite", "redis"]
 
 PROJECT = "cascade"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: user view sourced from a PushSource (cascade.events.push)
 REPO_META_FILE = "cascade_repo.json"  # marks a generated feature repo (not the snapshot's meta.json)
 DEFINITIONS_FILE = "definitions.py"
 USER_VIEW = "user_features"
@@ -208,7 +209,7 @@ def definitions_py(repo: FeatureRepo) -> str:
 
 from datetime import timedelta
 
-from feast import Entity, FeatureView, Field, FileSource, ValueType
+from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String  # noqa: F401
 
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64,
@@ -221,6 +222,9 @@ user_source = FileSource(
     path="{USER_SOURCE}",
     timestamp_field="{EVENT_TIMESTAMP}",
 )
+# Interaction events (`interactions` model, cascade/events/push.py) push user rows here; the
+# batch source stays the Parquet file that materialize reads.
+user_push = PushSource(name="{PUSH_SOURCE}", batch_source=user_source)
 item_source = FileSource(
     name="item_features_source",
     path="{ITEM_SOURCE}",
@@ -235,9 +239,9 @@ item_source = FileSource(
     schema=[
 {_fields(user_fields)}
     ],
-    source=user_source,
+    source=user_push,
     online=True,
-    description="User attributes + recent_items/seen_items/n_interactions from train",
+    description="User attributes + recent_items/seen_items/n_interactions from train, updated by pushed events",
 )
 {ITEM_VIEW} = FeatureView(
     name="{ITEM_VIEW}",

@@ -103,6 +103,10 @@ class EncodedCatalog:
 
     def gather(self, rows: np.ndarray) -> CandidateFeatures:
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if len(rows) and rows.max() >= len(self.item_ids):  # retrieval has a newer index extension
+            from cascade.events.extension import gather_beyond
+
+            return gather_beyond(self, rows)
         return CandidateFeatures(self.item_ids[rows], self.cat[rows], self.cont[rows], self.lists[rows],
                                  self.category_keys[rows], self.available[rows], self.version)
 

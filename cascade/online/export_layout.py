@@ -34,6 +34,8 @@ class ExportManifest(BaseModel):
     snapshot_version: str = ""
     n_candidates: int = DEFAULT_CANDIDATES
     code_version: str = ""
+    device: str = "cpu"  # cascade export --device: where the gpu_capable stages run (cascade/online/device.py)
+    allow_cpu_fallback: bool = False
 
 
 class ExportLayout:

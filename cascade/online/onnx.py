@@ -1,5 +1,7 @@
 """ONNX Runtime sessions for serving: threads sized for small online batches, and the CUDA
-execution provider when the Triton instance is a GPU (falling back to CPU, logged)."""
+execution provider when asked for the GPU. Without that provider a GPU session is refused
+(:class:`UnavailableError`) unless ``allow_cpu_fallback``: never a silent CPU
+(cascade/online/device.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.errors import NotFoundError
+from cascade.errors import NotFoundError, UnavailableError
 
 LOG = logging.getLogger(__name__)
 
 
 class OnnxModel:
-    def __init__(self, path: Path, *, intra_op_threads: int = 1, device: str = "cpu", device_id: int = 0) -> None:
+    def __init__(self, path: Path, *, intra_op_threads: int = 1, device: str = "cpu", device_id: int = 0,
+                 allow_cpu_fallback: bool = False) -> None:
         import onnxruntime as ort
 
         if not Path(path).is_file():
@@ -28,8 +31,13 @@ class OnnxModel:
         if device.lower() == "gpu":
             if "CUDAExecutionProvider" in ort.get_available_providers():
                 providers = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+            elif allow_cpu_fallback:
+                LOG.warning("GPU requested for %s but onnxruntime has no CUDAExecutionProvider; CPU fallback allowed", path)
             else:
-                LOG.warning("GPU instance requested but onnxruntime has no CUDAExecutionProvider; using CPU")
+                raise UnavailableError(
+                    f"GPU requested for {Path(path).name} but onnxruntime {ort.__version__} has no "
+                    f"CUDAExecutionProvider (available: {', '.join(ort.get_available_providers())})"
+                )
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         self.providers = self.session.get_providers()
         self.input_names = [i.name for i in self.session.get_inputs()]

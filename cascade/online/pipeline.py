@@ -59,7 +59,8 @@ class InProcessRecommender:
         self.user = UserFeatureStage(layout.feature_repo, workflow, guard=OFFLINE_GUARD)  # never degrade by time offline
         self.query = QueryTowerStage(layout.user_tower, workflow)
         rules = BusinessRules.load(layout.root / RULES_IN_EXPORT)
-        self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen)
+        self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen,
+                                        feature_repo=layout.feature_repo, refresh_seconds=0)
         # The item side is encoded once here (TransformStage inside ItemFeatureStage); no background
         # refresh in process: the snapshot published at load is the one used.
         self.items = ItemFeatureStage(layout.feature_repo, layout.index, workflow, refresh_seconds=0)

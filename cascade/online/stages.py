@@ -159,8 +159,9 @@ class QueryTowerStage:
     """Two-tower user tower: encoded user features -> query embedding [1, D]."""
 
     def __init__(self, onnx_path: Path, workflow: "FittedWorkflow", intra_op_threads: int = 1,
-                 device: str = "cpu", device_id: int = 0) -> None:
-        self.model = OnnxModel(onnx_path, intra_op_threads=intra_op_threads, device=device, device_id=device_id)
+                 device: str = "cpu", device_id: int = 0, allow_cpu_fallback: bool = False) -> None:
+        self.model = OnnxModel(onnx_path, intra_op_threads=intra_op_threads, device=device, device_id=device_id,
+                               allow_cpu_fallback=allow_cpu_fallback)
         self.layout = encoded_layout(workflow, "user")
 
     def query(self, cat: np.ndarray, cont: np.ndarray, lists: np.ndarray) -> np.ndarray:
@@ -177,23 +178,59 @@ class QueryTowerStage:
 class RetrievalStage:
     """FAISS search over the catalog's item embeddings; popular items for cold-start users."""
 
-    def __init__(self, index_dir: Path, n_candidates: int, omp_threads: int = 1, drop_seen: bool = True) -> None:
+    def __init__(self, index_dir: Path, n_candidates: int, omp_threads: int = 1, drop_seen: bool = True,
+                 searcher=None, feature_repo: Path | None = None, refresh_seconds: float = 30.0) -> None:
         """``drop_seen``: the business rules' ``drop_seen`` (business_rules.yaml); when False the
-        user's seen items stay eligible here too, not only in business_logic."""
+        user's seen items stay eligible here too, not only in business_logic. ``searcher``: a
+        callable ``index -> ExactSearcher`` (cascade/online/exact_retrieval.py) that replaces the
+        FAISS search with an exact one over the index's vectors (the GPU path). ``feature_repo``:
+        items added after training (``cascade items upsert``) join the index from its index
+        extension, polled every ``refresh_seconds`` (cascade/events/extension.py)."""
         import faiss
 
         # One query per request: OpenMP threads only add fork/join and spin-wait cost, and on a
         # small CPU box they steal the cores other stages (and other instances) need.
         faiss.omp_set_num_threads(max(1, int(omp_threads)))
-        self.index = faiss.read_index(str(index_dir / "items.faiss"))
-        self.item_ids = np.load(index_dir / "item_ids.npy").astype(np.int64)
-        popularity = np.load(index_dir / "popularity.npy").astype(np.float32)
-        self.popular_rows = np.argsort(-popularity, kind="stable").astype(np.int64)
-        self.n_candidates = int(min(n_candidates, len(self.item_ids)))
+        self._base_index = faiss.read_index(str(index_dir / "items.faiss"))
+        self._base_item_ids = np.load(index_dir / "item_ids.npy").astype(np.int64)
+        self._base_popularity = np.load(index_dir / "popularity.npy").astype(np.float32)
+        self._wanted = int(n_candidates)
         self.drop_seen = bool(drop_seen)
+        self._make_searcher = searcher
+        self._extensions = None
+        if feature_repo is not None:
+            from cascade.events.extension import ExtensionWatcher
+
+            self._extensions = ExtensionWatcher(feature_repo, refresh_seconds)
+        self._set_catalog(self._base_index, self._base_item_ids, self._base_popularity)
+        if self._extensions is not None:
+            self.maybe_extend()
+        elif self.searcher is not None:
+            self._base_index = None  # no extension to rebuild from: the vectors live only in the searcher
+
+    def _set_catalog(self, index, item_ids: np.ndarray, popularity: np.ndarray) -> None:
+        self.index = index
+        self.item_ids = item_ids
+        self.popular_rows = np.argsort(-popularity, kind="stable").astype(np.int64)
+        self.n_candidates = int(min(self._wanted, len(self.item_ids)))
         self._rows = IdIndex(self.item_ids)
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, 2 * self.n_candidates)
+        self.searcher = self._make_searcher(self.index) if self._make_searcher is not None else None
+        if self.searcher is not None:
+            self.index = None  # the vectors live in the searcher (on the GPU); no second copy in host memory
+
+    def maybe_extend(self) -> str | None:
+        """Add the items of a newly published index extension (rows n_base..); returns its version."""
+        extension = self._extensions.poll() if self._extensions is not None else None
+        if extension is None:
+            return None
+        from cascade.events.extension import extend_index, extended_item_ids
+
+        popularity = np.concatenate([self._base_popularity, np.zeros(len(extension), np.float32)])
+        self._set_catalog(extend_index(self._base_index, extension),
+                          extended_item_ids(self._base_item_ids, extension), popularity)
+        return extension.version
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
         """Catalog rows of the known ids (unknown ids dropped)."""
@@ -201,12 +238,15 @@ class RetrievalStage:
 
     def retrieve(self, query: np.ndarray, cold_start: bool, seen: np.ndarray, exclude: np.ndarray) -> np.ndarray:
         """Candidate catalog rows, best first (the ranking stage scores them; no caller uses the ANN scores)."""
+        self.maybe_extend()
         seen = np.asarray(seen, np.int64).reshape(-1) if self.drop_seen else np.empty(0, np.int64)
         drop = self.rows_of(np.concatenate([seen, np.asarray(exclude, np.int64).reshape(-1)]))
         wanted = self.n_candidates
         if cold_start:
             rows = self.popular_rows[~np.isin(self.popular_rows, drop)][:wanted] if len(drop) else self.popular_rows[:wanted]
             return rows
+        if self.searcher is not None:  # exact, filtered before its top-k
+            return self.searcher.search_many(query, wanted, [drop])[0]
         k = int(min(len(self.item_ids), wanted + len(drop)))
         _, rows = self.index.search(np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), k)
         rows = rows[0].astype(np.int64)
@@ -214,6 +254,28 @@ class RetrievalStage:
         if len(drop):
             keep &= ~np.isin(rows, drop)
         return rows[keep][:wanted]
+
+    def retrieve_many(self, queries: Sequence[np.ndarray], cold_start: Sequence[bool], seen: Sequence[np.ndarray],
+                      exclude: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Several requests: with an exact searcher, ONE matrix product + top-k for every
+        non-cold-start query of the batch; otherwise :meth:`retrieve` per request."""
+        self.maybe_extend()
+        if self.searcher is None:
+            return [self.retrieve(*args) for args in zip(queries, cold_start, seen, exclude)]
+        out: list[np.ndarray | None] = [None] * len(queries)
+        warm = [i for i, cold in enumerate(cold_start) if not cold]
+        for i in range(len(queries)):
+            if cold_start[i]:
+                out[i] = self.retrieve(queries[i], True, seen[i], exclude[i])
+        if warm:
+            drops = []
+            for i in warm:
+                s = np.asarray(seen[i], np.int64).reshape(-1) if self.drop_seen else np.empty(0, np.int64)
+                drops.append(self.rows_of(np.concatenate([s, np.asarray(exclude[i], np.int64).reshape(-1)])))
+            q = np.concatenate([np.asarray(queries[i], np.float32).reshape(1, -1) for i in warm])
+            for i, rows in zip(warm, self.searcher.search_many(q, self.n_candidates, drops)):
+                out[i] = rows
+        return out  # type: ignore[return-value]
 
 
 class TransformStage:
@@ -250,7 +312,11 @@ class ItemFeatureStage:
         self.refresher.start()
 
     def _prepare(self, snapshot) -> EncodedCatalog:
-        return self.transform.encode_catalog(snapshot, self.index_item_ids)
+        from cascade.events.extension import extended_item_ids, load_extension
+
+        # + items added after training (index extension, published before the snapshot that has them)
+        return self.transform.encode_catalog(
+            snapshot, extended_item_ids(self.index_item_ids, load_extension(self.feature_repo)))
 
     @property
     def catalog(self) -> EncodedCatalog:
@@ -268,14 +334,15 @@ class ItemFeatureStage:
 
 
 class RankingStage:
-    """DLRM scores for user x candidates (ONNX Runtime; CUDA EP on GPU instances). The user's
-    encodings [1, ...] go into the graph as ONE user row with ``user_row`` = 0 for every candidate:
+    """DLRM scores for user x candidates: ONNX Runtime on the CPU, the same DLRM on PyTorch on a GPU
+    (:mod:`cascade.online.torch_ranking`; ``backend`` "auto" picks by ``device``). The user's
+    encodings [1, ...] go into the model as ONE user row with ``user_row`` = 0 for every candidate:
     the user side (embeddings, history pooling, user tower) runs once per request, not N times.
     A ``dlrm.onnx`` exported before the ``user_row`` input existed gets the user row broadcast."""
 
     def __init__(self, onnx_path: Path, workflow: "FittedWorkflow", intra_op_threads: int = 1,
-                 device: str = "cpu", device_id: int = 0) -> None:
-        self.model = OnnxModel(onnx_path, intra_op_threads=intra_op_threads, device=device, device_id=device_id)
+                 device: str = "cpu", device_id: int = 0, backend: str = "auto", torch_options=None) -> None:
+        self.model = ranking_backend(onnx_path, intra_op_threads, device, device_id, backend, torch_options)
         self.user = encoded_layout(workflow, "user")
         self.items = encoded_layout(workflow, "item")
         self.gathers_user = USER_ROW in self.model.input_names
@@ -310,6 +377,24 @@ class RankingStage:
         for name, value in unpack_encoded(*(u[:1] for u in user), self.user).items():
             feeds[name] = np.ascontiguousarray(np.broadcast_to(value, (n,) + value.shape[1:]))
         return self.model.run(feeds)[0].reshape(-1).astype(np.float32, copy=False)
+
+
+def ranking_backend(onnx_path: Path, intra_op_threads: int = 1, device: str = "cpu", device_id: int = 0,
+                    backend: str = "auto", torch_options=None):
+    """ONNX Runtime (``onnx``; the CPU backend) or the DLRM on PyTorch (``torch``; the GPU backend,
+    weights from ``model.pt`` beside ``dlrm.onnx`` and the two-tower's in ``../retrieval``);
+    ``auto``: torch on ``device`` "gpu", ONNX otherwise."""
+    if backend not in ("auto", "onnx", "torch"):
+        raise InvalidInputError(f"ranking backend must be auto, onnx or torch, got {backend!r}")
+    if backend == "auto":
+        backend = "torch" if device == "gpu" else "onnx"
+    if backend == "onnx":
+        return OnnxModel(onnx_path, intra_op_threads=intra_op_threads, device=device, device_id=device_id)
+    from cascade.online.torch_ranking import TorchRanker
+
+    ranking_dir = Path(onnx_path).parent
+    return TorchRanker.from_artifacts(ranking_dir, ranking_dir.parent / "retrieval",
+                                      f"cuda:{device_id}" if device == "gpu" else "cpu", torch_options)
 
 
 class BusinessLogicStage:

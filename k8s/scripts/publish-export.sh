@@ -1,18 +1,29 @@
 #!/bin/sh
 # Publish a `cascade export` folder for the cluster (aws CLI, credentials of the publisher):
-#   k8s/scripts/publish-export.sh EXPORT_DIR s3://BUCKET/exports [--no-latest]
+#   k8s/scripts/publish-export.sh EXPORT_DIR s3://BUCKET/exports [--no-latest] [--device cpu|gpu]
 # 1. s3://BUCKET/exports/<version>/ <- EXPORT_DIR (export.json, model_repository/, artifacts/,
 #    feature_repo/); <version> is export.json's "version" (VERSION=... overrides). Versions are
 #    immutable: an existing one is refused (FORCE=1 overwrites).
 # 2. s3://BUCKET/exports/LATEST <- <version>, last (skipped with --no-latest): the Triton pods'
 #    model-sync sidecars load it within SYNC_INTERVAL_SECONDS.
+# --device: refuse an export made for another device (export.json "device", written by
+#    `cascade export --device`); the eks-gpu overlay's path is `--device gpu` (k8s/README.md).
 # Not uploaded: feature_repo/data/online.db (the SQLite online store; the cluster uses Redis) and
 # the .cascade/ cache markers.
 set -eu
-usage() { echo "usage: $0 EXPORT_DIR s3://BUCKET/exports [--no-latest]" >&2; exit 2; }
+usage() { echo "usage: $0 EXPORT_DIR s3://BUCKET/exports [--no-latest] [--device cpu|gpu]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
-EXPORT=${1%/}; DEST=${2%/}; LATEST=yes
-[ "${3:-}" = "--no-latest" ] && LATEST=no
+EXPORT=${1%/}; DEST=${2%/}; LATEST=yes; DEVICE=
+shift 2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-latest) LATEST=no ;;
+    --device) [ $# -ge 2 ] || usage; DEVICE=$2; shift ;;
+    *) usage ;;
+  esac
+  shift
+done
+case "${DEVICE}" in ""|cpu|gpu) ;; *) echo "publish-export: --device must be cpu or gpu, got '${DEVICE}'" >&2; exit 2 ;; esac
 case "${DEST}" in s3://*) ;; *) usage ;; esac
 
 for f in export.json model_repository/recommend/config.pbtxt feature_repo/cascade_repo.json \
@@ -29,6 +40,13 @@ if grep -Eiq '(password|requirepass)[[:space:]]*[=:][[:space:]]*["'"'"']?[^$[:sp
 fi
 V=${VERSION:-$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "${EXPORT}/export.json")}
 [ -n "${V}" ] || { echo "publish-export: no version in ${EXPORT}/export.json" >&2; exit 1; }
+if [ -n "${DEVICE}" ]; then
+  D=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("device", "cpu"))' "${EXPORT}/export.json")
+  if [ "${D}" != "${DEVICE}" ]; then
+    echo "publish-export: ${EXPORT} was exported for device '${D}', not '${DEVICE}' (run \`cascade export --device ${DEVICE}\`)" >&2
+    exit 1
+  fi
+fi
 
 if [ "${FORCE:-0}" != 1 ] && aws s3 ls "${DEST}/${V}/export.json" >/dev/null 2>&1; then
   echo "publish-export: ${DEST}/${V}/ exists already (FORCE=1 to overwrite)" >&2; exit 1

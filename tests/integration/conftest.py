@@ -89,6 +89,7 @@ def redis_export(tiny_trained: tuple[Path, Path], redis_server) -> tuple[Path, P
 def recommend_server(request: pytest.FixtureRequest, triton_factory: TritonServerFactory) -> RecommendServer:
     data, export_root = request.getfixturevalue("tiny_export" if request.param == "sqlite" else "redis_export")
     os.environ["CASCADE_RANKING_REFRESH_SECONDS"] = REFRESH_SECONDS
+    os.environ["CASCADE_CANDIDATES_REFRESH_SECONDS"] = REFRESH_SECONDS  # index extension (items upsert)
     # A loaded 2-core CI box can take longer than the 20 ms production budget for a healthy read; these
     # tests check answers, so a late read must not turn into a degraded one (tests/integration/test_faults.py
     # covers the degraded paths).

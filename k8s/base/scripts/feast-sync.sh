@@ -2,7 +2,8 @@
 # The S3 side of the Feast materialization CronJob (IRSA credentials only).
 #   feast-sync.sh pull   init container: sync the feature_repo/ of EXPORT_VERSION (or the version
 #                        named in LATEST) into $REPO and remember the version in $VERSION_FILE
-#   feast-sync.sh push   after `cascade features materialize`: upload the new item snapshot to
+#   feast-sync.sh push   after `cascade items publish`: upload the new item snapshot (none when it
+#                        wrote item_snapshot/UNCHANGED) to
 #                        s3://.../<version>/feature_repo/item_snapshot/<snapshot>/, then its LATEST
 #                        (last, so pollers only see complete snapshots), then drop older snapshots
 #                        in S3 beyond the newest $SNAPSHOT_KEEP.
@@ -33,6 +34,10 @@ case "${1:-}" in
     ;;
   push)
     v=$(cat "${VERSION_FILE}")
+    if [ -f "${REPO}/item_snapshot/UNCHANGED" ]; then
+      echo "feast-sync: catalog unchanged, nothing to publish"
+      exit 0
+    fi
     snap=$(tr -d '[:space:]' < "${REPO}/item_snapshot/LATEST")
     test -f "${REPO}/item_snapshot/${snap}/items.parquet" || { echo "feast-sync: no snapshot ${snap} in ${REPO}" >&2; exit 1; }
     dest="${SRC}/${v}/feature_repo/item_snapshot"

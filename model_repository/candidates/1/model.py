@@ -8,6 +8,7 @@ import numpy as np
 from cascade.business.config import BusinessRules
 from cascade.errors import CascadeError
 from cascade.features.guard import REASONS, GuardConfig
+from cascade.online.device import place_stage
 from cascade.online.request import MAX_TOP_K, RecommendRequest, parse_request
 from cascade.online.stages import QueryTowerStage, RetrievalStage, UserFeatureStage, load_workflow
 from cascade.online.triton import StageContext, StageModel
@@ -19,6 +20,7 @@ class TritonPythonModel(StageModel):
     stage_name = "candidates"
 
     def build(self, context: StageContext) -> None:
+        decision = place_stage(self)  # raises (load fails) for a GPU export without a usable GPU
         manifest = context.export_layout.manifest()
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
         workflow = load_workflow(context.export_path("workflow"))
@@ -28,12 +30,24 @@ class TritonPythonModel(StageModel):
         self.query = QueryTowerStage(
             context.export_path("onnx"), workflow,
             intra_op_threads=int(context.parameter("intra_op_threads", "1")),
-            device=context.device, device_id=context.device_id,
+            device="gpu" if decision.on_gpu else "cpu", device_id=context.device_id,
+            allow_cpu_fallback=decision.allow_cpu_fallback,
         )
+        searcher = None
+        if decision.on_gpu:  # exact top-k with the item embeddings resident on the GPU
+            from cascade.online.exact_retrieval import ExactSearcher, ExactSearchOptions, embeddings_from_faiss
+
+            options = ExactSearchOptions(dtype=context.parameter("exact_dtype", "float16"))
+            searcher = lambda index: ExactSearcher(embeddings_from_faiss(index), decision.torch_device, options)  # noqa: E731
         # the one drop_seen setting, and max_explore_temperature for validating `explore` here
         rules = BusinessRules.load(context.export_path("business_rules"))
         self.max_explore = rules.max_explore_temperature
-        self.retrieval = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen)
+        self.retrieval = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen,
+                                        searcher=searcher,
+                                        feature_repo=context.export_path("feature_repo"),  # index extension
+                                        refresh_seconds=float(context.parameter("refresh_seconds", "30")))
+        self.logger.log_info(f"candidates: query tower {self.query.model.providers}, retrieval "
+                             f"{'exact on ' + decision.torch_device if searcher else 'FAISS on the CPU'}")
         self.cold_start = self.counter("cascade_cold_start_total", "Requests for users unknown to the feature store")
         self.degraded = {  # one labelled series per reason, created at load so they show from the start
             reason: self.counter("cascade_degraded_total",
@@ -58,7 +72,8 @@ class TritonPythonModel(StageModel):
 
     def run_batch(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray] | CascadeError]:
         """Validate each request (a bad one fails alone), then for the valid ones: ONE Feast read,
-        ONE workflow transform, ONE query-tower call, and a FAISS search per request."""
+        ONE workflow transform, ONE query-tower call, and a FAISS search per request (ONE exact
+        search for the batch on the GPU path)."""
         clock = self.clock
         clock.start()
         parsed: list[RecommendRequest | CascadeError] = []
@@ -78,20 +93,21 @@ class TritonPythonModel(StageModel):
         clock.lap("user_encode")
         queries = self.query.query_many([(u.cat, u.cont, u.lists) for u in users])
         clock.lap("query_tower")
+        rows_of = self.retrieval.retrieve_many(queries, [u.cold_start for u in users], [u.seen_items for u in users],
+                                               [p.exclude_item_ids for p in valid])
         results: list[dict[str, np.ndarray] | CascadeError] = []
-        done = iter(zip(valid, users, queries))
+        done = iter(zip(valid, users, rows_of))
         for request in parsed:
             if isinstance(request, CascadeError):
                 results.append(request)
                 continue
-            _, user, query = next(done)
+            _, user, rows = next(done)
             if user.degraded_reason == "cold_start":
                 self.cold_start.increment(1)
             if user.degraded_reason:
                 self.degraded[user.degraded_reason].increment(1)
             if user.feature_store_error:
                 self._warn(user.degraded_reason, user.feature_store_error)
-            rows = self.retrieval.retrieve(query, user.cold_start, user.seen_items, request.exclude_item_ids)
             self.retrieved.increment(len(rows))
             results.append({  # [1, ...]: one request of a batch
                 "user_cat": user.cat,

@@ -1,9 +1,13 @@
 """ranking: gather the candidates' encoded item rows (encoded once per item snapshot) and score
-them with the DLRM on ONNX Runtime, CUDA execution provider on KIND_GPU instances (see config.pbtxt)."""
+them with the DLRM: ONNX Runtime on the CPU, PyTorch on a GPU (see config.pbtxt and
+cascade/online/device.py: a GPU export without a usable GPU fails to load unless it allows the
+CPU fallback)."""
 
 import numpy as np
 
+from cascade.online.device import place_stage
 from cascade.online.stages import ItemFeatureStage, RankingStage, load_workflow
+from cascade.online.torch_ranking import TorchRankingOptions
 from cascade.online.triton import StageContext, StageModel
 
 PHASES = ("item_features", "ranking")
@@ -14,6 +18,7 @@ class TritonPythonModel(StageModel):
     stage_name = "ranking"
 
     def build(self, context: StageContext) -> None:
+        decision = place_stage(self)  # raises (load fails) for a GPU export without a usable GPU
         workflow = load_workflow(context.export_path("workflow"))
         failures = self.counter(SNAPSHOT_FAILURES_METRIC, "Item snapshots rejected at refresh (the old one kept serving)")
 
@@ -29,11 +34,14 @@ class TritonPythonModel(StageModel):
         self.stage = RankingStage(
             context.export_path("onnx"), workflow,
             intra_op_threads=int(context.parameter("intra_op_threads", "1")),
-            device=context.device, device_id=context.device_id,
+            device="gpu" if decision.on_gpu else "cpu", device_id=context.device_id,
+            torch_options=TorchRankingOptions.from_parameters(
+                {k: context.parameter(k, "") for k in ("torch_dtype", "torch_cuda_graphs", "torch_compile")}
+            ),
         )
         self.clock = self.phases(*PHASES)
         catalog = self.items.catalog
-        self.logger.log_info(f"ranking: providers {self.stage.model.providers}; item snapshot {catalog.version} "
+        self.logger.log_info(f"ranking: {decision.torch_device}, backend {self.stage.model.providers}; item snapshot {catalog.version} "
                              f"({len(catalog)} items) encoded in {catalog.prepare_seconds:.2f} s")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -41,7 +49,7 @@ class TritonPythonModel(StageModel):
 
     def run_batch(self, batch: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         """user_* [1, ...] and candidate_rows [1, N] per request -> scores and the candidates'
-        ids/category keys/availability [1, N]; the whole batch is one ONNX Runtime call."""
+        ids/category keys/availability [1, N]; the whole batch is one DLRM call."""
         clock = self.clock
         clock.start()
         catalog = self.items.catalog  # one snapshot for the whole batch, even if a swap happens meanwhile

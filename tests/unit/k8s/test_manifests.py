@@ -414,13 +414,30 @@ def test_feast_materialization_cronjob(overlay: str) -> None:
     (push,) = spec["containers"]
     assert pull["command"][-2:] == ["/scripts/feast-sync.sh", "pull"]
     assert c["name"] == "materialize"
-    assert c["command"] == ["cascade", "features", "materialize", "--repo", c["workingDir"], "--force"]
+    # only a changed catalog is materialized and published (issue 15)
+    assert c["command"] == ["cascade", "items", "publish", "--repo", c["workingDir"]]
     assert push["command"][-2:] == ["/scripts/feast-sync.sh", "push"]
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts[f"{c['workingDir']}/feature_store.yaml"]["subPath"] == "feature_store.yaml"
     for sync in (pull, push):
         assert {m["mountPath"]: m["name"] for m in sync["volumeMounts"]}["/feature_repo"] == mounts["/feature_repo"]["name"]
     assert job["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_retrain_cronjob_runs_retrain_then_the_release_gate(overlay: str) -> None:
+    job = one(overlay, "CronJob", "cascade-retrain")
+    spec = pod_spec(job)
+    pull, train = spec["initContainers"]
+    (release,) = spec["containers"]
+    assert pull["name"] == "export-pull" and "aws s3 sync" in pull["command"][-1]
+    assert train["command"][:2] == ["cascade", "retrain"]
+    args = dict(zip(train["command"][2::2], train["command"][3::2]))
+    assert args["--export"] == "/work/export" and args["--events"] == "$(INTERACTION_LOG)"
+    assert release["command"][:2] == ["cascade", "release"] and release["command"][2] == args["--out"]
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    triton_env = {e["name"]: e for e in triton(overlay)[1]["env"]}
+    assert triton_env["CASCADE_INTERACTIONS_INTERACTION_LOG"]["valueFrom"]["configMapKeyRef"]["key"] == "INTERACTION_LOG"
 
 
 # ---------------------------------------------------------------- facts: scaling and monitoring
