@@ -154,9 +154,10 @@ def _timed(fn, *args, **kwargs) -> tuple[float, Any, str | None]:
 
     start = time.monotonic()
     try:
-        return time.monotonic() - start, fn(*args, **kwargs), None
+        result = fn(*args, **kwargs)
     except CascadeError as error:
         return time.monotonic() - start, None, error.message
+    return time.monotonic() - start, result, None
 
 
 def run(workdir: Path, clients: int, rollouts: int, cycles: int, steady_s: float, out: Path | None) -> dict[str, Any]:
@@ -198,12 +199,14 @@ def run(workdir: Path, clients: int, rollouts: int, cycles: int, steady_s: float
                 assert error is None, error
                 durations["rollout_reuse" if res.reused else "rollout_load"].append(seconds)
                 durations["switch"].append(res.seconds["switch"])
+                durations.setdefault("switch_ensemble_load", []).append(res.seconds["switch_load"])
                 time.sleep(0.5)
             begin = time.time()
             seconds, res, error = _timed(rollback, url, lock_dir=workdir)
             swaps.append((begin, time.time()))
             assert error is None, error
             durations["rollback"].append(seconds)
+            durations.setdefault("rollback_to_traffic_switched", []).append(res.seconds["to_switched"])
             for name in ("broken_onnx", "broken_py", "tampered"):
                 begin = time.time()
                 seconds, res, error = _timed(rollout, bundles[name], url, grace_s=2.0, lock_dir=workdir)

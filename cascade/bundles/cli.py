@@ -53,8 +53,8 @@ def rollback(
     if as_json:
         typer.echo(json.dumps(result.__dict__, default=str))
     else:
-        console.print(f"rolled back to bundle [bold]{result.bundle_id}[/bold] in {result.seconds['total']:.3f} s "
-                      f"(was {result.previous})")
+        console.print(f"rolled back to bundle [bold]{result.bundle_id}[/bold]: traffic switched "
+                      f"{result.seconds['to_switched']:.3f} s after the command started (was {result.previous})")
 
 
 def bundles(

@@ -95,8 +95,8 @@ def rollout(
             seconds["smoke"] = time.monotonic() - mark
             phase = "switch"
             mark = time.monotonic()
-            switch(client, repo, bundle, previous=state.live)
-            seconds["switch"] = time.monotonic() - mark
+            seconds["switch_load"] = switch(client, repo, bundle, previous=state.live)
+            seconds["switch"] = time.monotonic() - mark  # traffic is on the new bundle from here
         except Exception as error:  # noqa: BLE001 - every failure leaves traffic where it was
             if phase != "switch" and not result.reused:
                 unload_bundle(client, repo, bundle, models.stage_names + [models.pinned_name])
@@ -104,6 +104,9 @@ def rollout(
                 f"rollout of bundle {bundle} failed at {phase}: {_error_text(error)}; "
                 f"live traffic stays on bundle {live}"
             ) from None
+        mark = time.monotonic()
+        set_info(client, repo, bundle)  # the gauge follows (a Python model reload: seconds, after the switch)
+        seconds["gauge"] = time.monotonic() - mark
         mark = time.monotonic()  # memory stays bounded: live + previous (+ the new one during a rollout)
         result.unloaded = unload_stale(client, repo, state, keep={bundle, state.live}, grace_s=grace_s)
         seconds["unload_stale"] = time.monotonic() - mark
@@ -160,9 +163,7 @@ def switch(client: Any, repo: Path, bundle: str, previous: str | None) -> float:
         if before is not None:  # the server keeps the old ensemble; so does the disk
             path.write_bytes(before)
         raise
-    seconds = time.monotonic() - mark
-    set_info(client, repo, bundle)
-    return seconds
+    return time.monotonic() - mark
 
 
 def set_info(client: Any, repo: Path, bundle: str) -> None:
@@ -219,9 +220,11 @@ def rollback(url: str, *, repository: Path | None = None, lock_timeout_s: float 
                 f"roll it out again with `cascade rollout EXPORT --url {url}`; live traffic stays on {state.live}"
             )
         try:
-            seconds = switch(client, repo, state.previous, previous=state.live)
+            load_s = switch(client, repo, state.previous, previous=state.live)
         except Exception as error:  # noqa: BLE001
             raise RolloutError(f"rollback to {state.previous} failed: {_error_text(error)}; "
                                f"live traffic stays on bundle {state.live}") from None
-        return RolloutResult(state.previous, state.live,
-                             seconds={"switch": seconds, "total": time.monotonic() - started})
+        switched_s = time.monotonic() - started  # command start -> traffic on the previous bundle
+        set_info(client, repo, state.previous)
+        return RolloutResult(state.previous, state.live, seconds={
+            "switch_load": load_s, "to_switched": switched_s, "total": time.monotonic() - started})
