@@ -235,7 +235,8 @@ def run(workdir: Path, clients: int, rollouts: int, cycles: int, steady_s: float
             "durations_s": {k: {"n": len(v), "median": float(np.median(v)), "max": float(np.max(v))}
                             for k, v in durations.items() if v},
             "broken_bundles": {k: (v or "ACCEPTED (bug)") for k, v in failures_expected.items()},
-            "live_after_broken": live_after, "live_expected": ids["A"] if rollouts % 2 == 0 else ids["B"],
+            # the last rollout made A live when rollouts is even (B, A, B, ...); the rollback then made B live
+            "live_after_broken": live_after, "live_expected": ids["B"] if rollouts % 2 == 0 else ids["A"],
         })
         result["under_swaps"]["ratio_p99_swaps_vs_steady"] = (
             result["under_swaps"]["latency_ms_during_swaps"]["p99_ms"] / result["steady"]["latency_ms"]["p99_ms"]

@@ -54,7 +54,9 @@ class InProcessRecommender:
         workflow = load_workflow(layout.workflow)
         self.layout = layout
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
-        self.user = UserFeatureStage(layout.feature_repo, workflow)
+        from cascade.features.guard import OFFLINE_GUARD
+
+        self.user = UserFeatureStage(layout.feature_repo, workflow, guard=OFFLINE_GUARD)  # never degrade by time offline
         self.query = QueryTowerStage(layout.user_tower, workflow)
         rules = BusinessRules.load(layout.root / RULES_IN_EXPORT)
         self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen,

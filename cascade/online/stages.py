@@ -21,6 +21,7 @@ from cascade.online.onnx import OnnxModel
 from cascade.online.tensors import EncodedLayout, pack_encoded, unpack_encoded
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cascade.features.guard import GuardConfig
     from cascade.preprocessing import FittedWorkflow
 
 LOG = logging.getLogger(__name__)
@@ -54,22 +55,31 @@ class EncodedUser:
     cold_start: bool
     feature_store_error: str | None = None
     recent_items: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # raw ids, most recent first
+    degraded_reason: str | None = None  # None, "cold_start" or a cascade.features.guard reason
 
 
 class UserFeatureStage:
-    """Live Feast lookup of one user + encoding with the fitted workflow (user entity)."""
+    """Live Feast lookup of one user + encoding with the fitted workflow (user entity). The lookup
+    is bounded (:class:`cascade.features.guard.FeatureGuard`: time budget + circuit breaker): a slow
+    or absent store makes the request a cold start (popular items, flagged degraded), never a hang."""
 
-    def __init__(self, feature_repo: Path, workflow: "FittedWorkflow", reader: str = "online_read") -> None:
+    def __init__(self, feature_repo: Path, workflow: "FittedWorkflow", reader: str = "online_read",
+                 guard: "GuardConfig | None" = None) -> None:
+        from cascade.features.guard import FeatureGuard, GuardConfig
         from cascade.features.online import UserFeatureReader
+        from cascade.features.redis_config import RedisTimeouts
 
+        guard = guard or GuardConfig.from_env()
+        timeouts = RedisTimeouts.serving(guard.budget_ms)
         if reader == "online_read":  # Feast's online-store API, no SDK per-call overhead (feast_fast.py)
             from cascade.online.feast_fast import OnlineUserReader
 
-            self.reader = OnlineUserReader(feature_repo)
+            self.reader = OnlineUserReader(feature_repo, redis_timeouts=timeouts)
         elif reader == "sdk":
-            self.reader = UserFeatureReader(feature_repo)
+            self.reader = UserFeatureReader(feature_repo, redis_timeouts=timeouts)
         else:
             raise InvalidInputError(f"parameter feast_reader must be 'online_read' or 'sdk', got {reader!r}")
+        self.guard = FeatureGuard(self.reader, guard)
         self.workflow = workflow
         self.inputs = workflow.input_columns("user")
         self.layout = encoded_layout(workflow, "user")
@@ -83,17 +93,20 @@ class UserFeatureStage:
         ids = [int(u) for u in user_ids]
         return self.encode_many(ids, *self.read_many(ids))
 
-    def read_many(self, user_ids: Sequence[int]) -> tuple[list, str | None]:
-        """The Feast online-store read (phase ``feast``): per user its features or None, and the
-        store error when the read failed (every user then answers cold start, degraded)."""
+    def read_many(self, user_ids: Sequence[int]) -> tuple[list, str | None, str | None]:
+        """The bounded Feast online-store read (phase ``feast``): per user its features or None, the
+        store error and the degraded reason (cascade.features.guard) when the read was late, failed
+        or refused by the open circuit (every user then answers cold start, degraded)."""
         ids = [int(u) for u in user_ids]
-        try:
-            return self._read(ids), None
-        except UnavailableError as exc:  # degrade to cold-start answers rather than fail
-            LOG.warning("user feature lookup failed, answering cold start: %s", exc)
-            return [None] * len(ids), exc.message
+        result = self.guard.get_many(ids)
+        if result.features is None:  # degrade to cold-start answers rather than fail or wait
+            LOG.debug("user feature lookup degraded (%s), answering cold start: %s", result.reason, result.error)
+            return [None] * len(ids), result.error, result.reason
+        batch = result.features  # both readers: one store read for all users
+        return [batch[i] for i in range(len(ids))], None, None
 
-    def encode_many(self, user_ids: Sequence[int], features: list, error: str | None = None) -> list[EncodedUser]:
+    def encode_many(self, user_ids: Sequence[int], features: list, error: str | None = None,
+                    reason: str | None = None) -> list[EncodedUser]:
         """The fitted workflow on the users' raw features (phase ``user_encode``)."""
         ids = [int(u) for u in user_ids]
         columns = {c.name: self._column(c.name, c.is_list, ids, features) for c in self.inputs}
@@ -104,12 +117,10 @@ class UserFeatureStage:
             known = f is not None and f.known
             seen = f.seen_items.astype(np.int64, copy=False) if known else np.empty(0, dtype=np.int64)
             recent = np.asarray(f.recent_items, np.int64).reshape(-1) if known else np.empty(0, dtype=np.int64)
-            out.append(EncodedUser(cat[b:b + 1], cont[b:b + 1], lists[b:b + 1], seen, not known, error, recent))
+            why = reason or (None if known else "cold_start")
+            out.append(EncodedUser(cat[b:b + 1], cont[b:b + 1], lists[b:b + 1], seen, not known, error,
+                                   recent_items=recent, degraded_reason=why))
         return out
-
-    def _read(self, ids: list[int]) -> list:
-        batch = self.reader.get_many(ids)  # both readers: one store read for all users
-        return [batch[i] for i in range(len(ids))]
 
     @classmethod
     def _column(cls, name: str, is_list: bool, ids: list[int], features: list) -> np.ndarray:

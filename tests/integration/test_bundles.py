@@ -77,7 +77,7 @@ def test_rollouts_rollback_and_broken_bundles_under_load(bundle_server: TritonSe
         back = rollback(url, lock_dir=lock_dir)
         assert (back.bundle_id, back.previous) == (ids["B"], ids["A"])
         for broken, step in (("broken_onnx", "load"), ("broken_py", "load")):
-            with pytest.raises(RolloutError, match=rf"failed at {step}: .*live traffic stays on bundle {ids['B']}"):
+            with pytest.raises(RolloutError, match=rf"(?s)failed at {step}: .*live traffic stays on bundle {ids['B']}"):
                 rollout(bundles[broken], url, grace_s=0.0, lock_dir=lock_dir)
             assert read_state(client).live == ids["B"]
         with pytest.raises(BundleVerificationError, match=r"artifacts/index/item_ids.npy: sha256 differs"):
