@@ -383,7 +383,6 @@ class RankingStage:
         self.user = encoded_layout(workflow, "user")
         self.items = encoded_layout(workflow, "item")
         self.gathers_user = USER_ROW in self.model.input_names
-        self.takes_candidate_features = CANDIDATE_SOURCE in self.model.input_names
 
     def score(self, user_cat: np.ndarray, user_cont: np.ndarray, user_lists: np.ndarray,
               cat: np.ndarray, cont: np.ndarray, lists: np.ndarray,
@@ -412,6 +411,11 @@ class RankingStage:
         feeds.update(self._extra_feeds(extras, counts))
         scores = self.model.run(feeds)[0].reshape(-1).astype(np.float32, copy=False)
         return np.split(scores, np.cumsum(counts)[:-1])
+
+    @property
+    def takes_candidate_features(self) -> bool:
+        """Whether the DLRM takes ``candidate_source``/``candidate_score`` (trained with candidate features)."""
+        return CANDIDATE_SOURCE in self.model.input_names
 
     def _extra_feeds(self, extras: Sequence[tuple[np.ndarray, np.ndarray] | None], counts: Sequence[int]) -> dict:
         if not self.takes_candidate_features:
