@@ -3,7 +3,7 @@
 1. export (``--data``) or take ``--export``;
 2. validate: every config.pbtxt parses into Triton's ModelConfig protobuf, the manifest verifies,
    and a real tritonserver started on the export alone answers the contract (smoke) suite;
-3. quality gate: the bundle's offline NDCG@10 and recall@100 (retrieval + ranking on the dataset's
+3. quality gate: the bundle's offline NDCG@10 and recall@100 (the served pipeline on the dataset's
    test split) against the champion's recorded evaluation (``--champion URL``: a publish location,
    its ``LATEST`` bundle's evaluation.json); fails when a metric drops more than its tolerance
    (relative); the report gives every delta;
@@ -23,7 +23,7 @@ from cascade.errors import BundleVerificationError, InvalidInputError
 
 LOG = logging.getLogger(__name__)
 GATED_METRICS = ("ndcg@10", "recall@100")
-EVALUATED_METHOD = "retrieval+ranking"
+EVALUATED_METHOD = "served"  # workflows/evaluate_methods.py: the full served pipeline
 
 
 @dataclass
@@ -78,12 +78,17 @@ def validate_in_server(export_root: Path, bundle_id: str) -> int:
 
 
 def evaluate_bundle(export_root: Path, data: Path, max_users: int | None, n_candidates: int) -> dict[str, Any]:
-    """Offline metrics of the bundle's retrieval + ranking on ``data``'s test split."""
+    """Offline metrics of the bundle's served pipeline (the stage classes over this export) on
+    ``data``'s test split (``cascade evaluate --methods served``)."""
+    from cascade.workflows.baselines import Catalog, read_interactions
+    from cascade.workflows.dataset import load_dataset
     from cascade.workflows.evaluate import evaluate
-    from cascade.workflows.evaluate_cli import pipeline_recommenders
+    from cascade.workflows.evaluate_methods import EvaluationContext, build_methods
 
-    recommenders = [r for r in pipeline_recommenders(data, Path(export_root) / "artifacts", n_candidates)
-                    if getattr(r, "name", "") == EVALUATED_METHOD]
+    paths, info = load_dataset(data)
+    ctx = EvaluationContext(data=Path(data), info=info, train=read_interactions(paths.train),
+                            catalog=Catalog.from_dataset(data), export_loader=lambda: Path(export_root))
+    recommenders = build_methods([EVALUATED_METHOD], ctx, explicit=True)
     report = evaluate(data, recommenders, ks=(10, 100), max_users=max_users, seed=0, progress=False)
     metrics = report.methods[0].metrics
     return {"method": EVALUATED_METHOD, "metrics": {m: float(metrics[m]) for m in GATED_METRICS},
