@@ -73,6 +73,8 @@ fetch_snapshot() {
 }
 
 # fetch ID: download bundle ID into a partial folder, verify it, then rename it into place.
+# Returns 2 when the download itself failed (transient: retried with backoff, never counted
+# toward giving up on the bundle), 1 when the bundle is bad (no feature_repo/, fails verification).
 fetch() {
   [ -d "${BUNDLES}/$1" ] && return 0
   partial="${BUNDLES}/.partial-$1"
@@ -81,7 +83,7 @@ fetch() {
   # aws s3 sync resumes an interrupted download; --delete drops files of an older attempt.
   aws s3 sync --only-show-errors --no-progress --delete \
     --exclude 'feature_repo/data/online.db' "${SRC}/$1/" "${partial}/" \
-    || { err "download of $1 failed; not activated"; return 1; }
+    || { err "download of $1 failed; not activated"; return 2; }
   cp -f "${FEAST_CONFIG}" "${partial}/feature_repo/feature_store.yaml" 2>/dev/null \
     || { err "${SRC}/$1/ has no feature_repo/; not activated"; return 1; }
   cascade verify "${partial}" || { err "bundle $1 fails verification; not activated"; return 1; }
@@ -111,10 +113,15 @@ sync_once() {
     if [ -f "${BUNDLES}/.failed-${want}" ]; then
       return 0  # given up on this bundle; waiting for LATEST to name another one
     fi
+    fetched=0
+    fetch "${want}" || fetched=$?
+    if [ "${fetched}" -eq 2 ]; then
+      return 1  # the network or the bucket failed, not the bundle: back off and try again
+    fi
     n=$(cat "$(attempts_file "${want}")" 2>/dev/null || echo 0)
     n=$((n + 1))
     echo "${n}" > "$(attempts_file "${want}")"
-    if fetch "${want}" && cascade rollout "${BUNDLES}/${want}" --url "${GRPC}" --repository "${REPOSITORY}"; then
+    if [ "${fetched}" -eq 0 ] && cascade rollout "${BUNDLES}/${want}" --url "${GRPC}" --repository "${REPOSITORY}"; then
       echo "${want}" > "${STATE}.tmp" && mv -f "${STATE}.tmp" "${STATE}"   # only after success
       rm -f "$(attempts_file "${want}")"
       log "now serving ${want} (was ${have:-none})"

@@ -270,9 +270,11 @@ def test_failure_mode_a_failed_download_is_never_activated(env: dict[str, str]) 
         stop(proc)
         publish(env, "v2")
         proc = watch({**env, "FAKE_AWS_SYNC_FAIL": "exports/v2/"})
-        wait_for(lambda: (Path(env["EXPORT_ROOT"]) / "bundles" / ".attempts-v2").is_file(), "an attempt at v2", proc)
-        time.sleep(1.0)
+        wait_for(lambda: (Path(env["EXPORT_ROOT"]) / "bundles" / ".partial-v2").is_dir(), "an attempt at v2", proc)
+        time.sleep(1.0)  # several backoff rounds (0.1-0.4 s): a failing download is retried...
         assert live(env) == "v1" and recorded(env) == "v1"
+        # ...but never counted toward giving up on the bundle: the bucket failed, not the bundle
+        assert not (Path(env["EXPORT_ROOT"]) / "bundles" / ".failed-v2").exists()
         assert not any("v2" in c for c in calls(env, "rollout")), "a partial download was rolled out"
         assert not (Path(env["EXPORT_ROOT"]) / "bundles" / "v2").exists()
         out, err = stop(proc)
