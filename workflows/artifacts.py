@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cascade.errors import NotFoundError
+from cascade.workflows.candidates import CandidatesConfig
 from cascade.workflows.index import IndexConfig
 from cascade.workflows.train_ranking import RankingTrainConfig
 from cascade.workflows.train_retrieval import RetrievalTrainConfig
@@ -37,11 +38,14 @@ REQUIRED_FILES = (
     "index/item_ids.npy",
     "index/popularity.npy",
     "index/meta.json",
+    "candidates/neighbours.npy",
+    "candidates/weights.npy",
 )
 SUMMARY_FILE = "train.json"
 CODE_FILES = (
     "cascade/models", "workflows/training_data.py", "workflows/train_retrieval.py", "workflows/train_ranking.py",
     "workflows/onnx_export.py", "workflows/index.py", "workflows/artifacts.py", "preprocessing",
+    "workflows/candidates.py", "cascade/online/candidates.py", "workflows/baselines.py",
 )
 
 
@@ -50,9 +54,11 @@ class TrainConfig:
     retrieval: RetrievalTrainConfig = field(default_factory=RetrievalTrainConfig)
     ranking: RankingTrainConfig = field(default_factory=RankingTrainConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"retrieval": self.retrieval.to_dict(), "ranking": self.ranking.to_dict(), "index": asdict(self.index)}
+        return {"retrieval": self.retrieval.to_dict(), "ranking": self.ranking.to_dict(), "index": asdict(self.index),
+                "candidates": asdict(self.candidates)}
 
     def cache_dict(self) -> dict[str, Any]:
         """The parts that change the result (not progress bars, thread counts or the device: a GPU
@@ -84,6 +90,10 @@ class ArtifactLayout:
     @property
     def index(self) -> Path:
         return self.root / "index"
+
+    @property
+    def candidates(self) -> Path:
+        return self.root / "candidates"
 
     @property
     def summary(self) -> Path:
@@ -160,11 +170,32 @@ def run_retrieval(layout: ArtifactLayout, data: Any, config: TrainConfig) -> tup
     return result.model, meta, index_meta
 
 
+def run_candidates(layout: ArtifactLayout, data: Any, config: TrainConfig) -> Any:
+    """The item-to-item neighbour artifact (``candidates/``), fitted on the interactions the towers
+    train on (the ranking window and validation rows held out, so the ranker's item-to-item scores
+    are not inflated by fitting on its own positives)."""
+    from cascade.workflows.candidates import build_item_neighbours, interactions_of
+
+    frame = interactions_of(data.train.user_ids, data.train.item_rows, data.train.timestamps, data.catalog.item_ids)
+    neighbours = build_item_neighbours(data.catalog.item_ids, frame, config.candidates,
+                                       progress=config.ranking.progress)
+    neighbours.save(layout.candidates)
+    return neighbours
+
+
 def run_ranking(layout: ArtifactLayout, data: Any, two_tower: Any, config: TrainConfig) -> dict:
     from cascade.workflows.train_ranking import save_ranking, train_dlrm
 
-    result = train_dlrm(data, two_tower, config.ranking)
-    return save_ranking(result, config.ranking, layout.ranking)
+    neighbours = run_candidates(layout, data, config)
+    result = train_dlrm(data, two_tower, config.ranking, neighbours=neighbours, mix=config.candidates.mix(),
+                        tune_mix=config.candidates.tune_share)
+    if result.mix is not None:  # serving merges with the mix the ranker was trained on
+        neighbours.meta["mix"] = result.mix.to_dict()
+        neighbours.meta["mix_tuning"] = result.mix_table
+        neighbours.save(layout.candidates)
+    meta = save_ranking(result, config.ranking, layout.ranking)
+    meta["training"]["candidates"] = {k: neighbours.meta.get(k) for k in ("method", "lambda", "top_m", "seconds")}
+    return meta
 
 
 def write_summary(layout: ArtifactLayout, data_dir: Path, config: TrainConfig, timings: dict[str, float], key: str) -> dict:

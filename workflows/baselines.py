@@ -418,7 +418,6 @@ class ALSRecommender:
         from tqdm.auto import tqdm
 
         from cascade.metrics import ranking_metrics
-        from cascade.workflows.split import split_interactions
 
         grid = list(grid) if grid is not None else default_grid(len(train))
         if not grid:
@@ -433,23 +432,9 @@ class ALSRecommender:
             ks_wanted.add(int(k_text))
         ks = sorted(ks_wanted)
         started = time.perf_counter()
-        fit_part, val_part = split_interactions(train, validation_fraction)
-        val_users, exclude, relevant = seen_and_relevant(fit_part, val_part)
-        warm = np.flatnonzero([len(e) > 0 for e in exclude])  # users that keep fit history
-        val_users = val_users[warm]
-        exclude = [exclude[i] for i in warm]
-        relevant = [relevant[i] for i in warm]
-        if max_validation_users is not None and len(val_users) > max_validation_users:
-            rng = np.random.default_rng(seed)
-            pick = np.sort(rng.choice(len(val_users), size=max_validation_users, replace=False))
-            val_users = val_users[pick]
-            exclude = [exclude[i] for i in pick]
-            relevant = [relevant[i] for i in pick]
-        if len(val_users) == 0:
-            raise InvalidInputError(
-                "cannot tune ALS: no user has both fit and validation interactions in train "
-                "(too few interactions per user)"
-            )
+        val_users, fit_part, exclude, relevant = validation_split(
+            train, validation_fraction, max_validation_users, seed
+        )
         report = TuningReport(
             objective=objectives[0],
             validation=(
@@ -487,6 +472,241 @@ class ALSRecommender:
             model.tuning.seconds = seconds
         return out
 
+
+
+# --------------------------------------------------------------------------------------------------
+# EASE^R
+
+
+EASE_MAX_ITEMS = 20_000  # items x items dense: 20k items = 1.6 GB in float32; above it EASE is skipped
+EASE_FLOAT64_MAX_ITEMS = 8_000  # float64 up to here, float32 above (halves memory and time)
+EASE_LAMBDAS: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
+EASE_LAMBDAS_LARGE: tuple[float, ...] = (30.0, 300.0, 3000.0, 10000.0)  # above EASE_FLOAT64_MAX_ITEMS items
+                                                                       # (each fit is a dense inverse)
+
+
+def ease_lambdas(n_items: int) -> tuple[float, ...]:
+    """The lambda grid: 7 values (10 to 10^4, factor ~3) up to EASE_FLOAT64_MAX_ITEMS items, 4 above."""
+    return EASE_LAMBDAS if n_items <= EASE_FLOAT64_MAX_ITEMS else EASE_LAMBDAS_LARGE
+
+
+def binary_matrix(catalog: Catalog, train: pd.DataFrame) -> tuple["object", np.ndarray]:
+    """CSR ``[n_train_users, n_items]`` with 1 for every (user, item) pair in ``train`` (weights
+    ignored: every interaction is a positive, as in the evaluation protocol), and the user ids."""
+    import scipy.sparse as sp
+
+    users, rows = np.unique(train["user_id"].to_numpy(np.int64), return_inverse=True)
+    cols = catalog.index_of(train["item_id"].to_numpy(np.int64))
+    if (cols < 0).any():
+        raise InvalidInputError(f"train item_id {train['item_id'].to_numpy()[cols < 0][0]} is not in items.parquet")
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(users), len(catalog)))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix, users
+
+
+def ease_gram(matrix: "object") -> np.ndarray:
+    """``X^T X`` as a dense array (float64 up to EASE_FLOAT64_MAX_ITEMS items, else float32)."""
+    n_items = matrix.shape[1]
+    if n_items > EASE_MAX_ITEMS:
+        raise InvalidInputError(
+            f"EASE^R needs a dense {n_items} x {n_items} matrix; catalogs above {EASE_MAX_ITEMS} items are skipped"
+        )
+    dtype = np.float64 if n_items <= EASE_FLOAT64_MAX_ITEMS else np.float32
+    x = matrix.astype(dtype)
+    return np.asarray((x.T @ x).toarray(), dtype=dtype)
+
+
+def ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
+    """EASE^R item weights (Steck 2019): ``P = (G + lam I)^-1``, ``B = I - P diag(1/diag P)``, i.e.
+    ``B_ij = -P_ij / P_jj`` off the diagonal and 0 on it. Inverse from the Cholesky factor
+    (LAPACK potrf + potri; G + lam I is symmetric positive definite), about n^3 flops."""
+    from scipy.linalg import lapack
+
+    if not lam > 0:
+        raise InvalidInputError(f"EASE lambda must be > 0; got {lam}")
+    p = np.array(gram, copy=True, order="F")
+    p[np.diag_indices_from(p)] += lam
+    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (p,))
+    factor, info = potrf(p, lower=True, overwrite_a=True, clean=False)  # G + lam I = L L^T
+    if info != 0:
+        raise InvalidInputError(f"EASE: X^T X + {lam} I is not positive definite (LAPACK potrf info {info})")
+    p, info = potri(factor, lower=True, overwrite_c=True)  # (L L^T)^-1, lower triangle only: half the work of a solve
+    if info != 0:
+        raise InvalidInputError(f"EASE: inverting X^T X + {lam} I failed (LAPACK potri info {info})")
+    _mirror_lower(p)
+    diag = np.diag(p).copy()
+    p /= -diag[None, :]
+    p[np.diag_indices_from(p)] = 0.0
+    return p.astype(np.float32, copy=False)
+
+
+def _mirror_lower(p: np.ndarray, block: int = 1024) -> None:
+    """Copy the lower triangle of square ``p`` onto its upper triangle, in place, block by block
+    (no index arrays of n^2 entries)."""
+    n = p.shape[0]
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        p[lo:hi, hi:] = p[hi:, lo:hi].T
+        diag = p[lo:hi, lo:hi]
+        upper = np.triu_indices(hi - lo, 1)
+        diag[upper] = diag.T[upper]
+
+
+class EASERecommender:
+    """EASE^R (Steck 2019, "Embarrassingly Shallow Autoencoders"): scores ``x_u B`` with the closed
+    form item-item weights ``B``; users without train history fall back to popularity.
+
+    ``lam`` is tuned by :meth:`tune` on a validation split carved from train by the same rule as
+    the ALS tuning. Catalogs above :data:`EASE_MAX_ITEMS` items are refused (dense items x items)."""
+
+    name = "ease"
+
+    def __init__(self, catalog: Catalog, lam: float = 300.0) -> None:
+        self.catalog = catalog
+        self.lam = float(lam)
+        self.tuning: TuningReport | None = None
+        self.weights = np.zeros((0, 0), dtype=np.float32)
+        self._user_ids = np.zeros(0, dtype=np.int64)
+        self._matrix: object | None = None
+        self._fallback: PopularityRecommender | None = None
+
+    def fit(self, train: pd.DataFrame, gram: np.ndarray | None = None) -> "EASERecommender":
+        if train.empty:
+            raise InvalidInputError("cannot fit EASE: the train interactions are empty")
+        matrix, users = binary_matrix(self.catalog, train)
+        self.weights = ease_weights(ease_gram(matrix) if gram is None else gram, self.lam)
+        self._user_ids, self._matrix = users, matrix.tocsr()
+        self._fallback = PopularityRecommender.fit(self.catalog, train)
+        return self
+
+    def recommend(self, user_ids: np.ndarray, k: int, exclude: list[np.ndarray]) -> np.ndarray:
+        if self._fallback is None or self._matrix is None:
+            raise InvalidInputError("EASERecommender.recommend called before fit()")
+        user_ids = _check_request(user_ids, k, exclude)
+        user_rows = IdIndex(self._user_ids).rows(user_ids)
+        known = user_rows >= 0
+        out = np.full((len(user_ids), k), -1, dtype=np.int64)
+        if known.any():
+            known_idx = np.flatnonzero(known)
+            rows = user_rows[known]
+            matrix, weights = self._matrix, self.weights
+
+            def score(batch: np.ndarray) -> np.ndarray:
+                return np.asarray(matrix[rows[batch]] @ weights)  # type: ignore[index]
+
+            out[known] = recommend_from_scores(
+                score, self.catalog, np.arange(len(known_idx)), k, [exclude[i] for i in known_idx]
+            )
+        if (~known).any():
+            cold = np.flatnonzero(~known)
+            out[cold] = self._fallback.recommend(user_ids[cold], k, [exclude[i] for i in cold])
+        return out
+
+    def details(self) -> dict[str, object]:
+        info: dict[str, object] = {
+            "lambda": self.lam,
+            "weights": "B = I - P diag(1/diag P), P = (X^T X + lambda I)^-1, X binary user x item (train)",
+            "cold_users": "popularity fallback",
+            "max_items": EASE_MAX_ITEMS,
+        }
+        if self.tuning is not None:
+            info["tuning"] = self.tuning.as_dict()
+        return info
+
+    @classmethod
+    def tune(
+        cls,
+        catalog: Catalog,
+        train: pd.DataFrame,
+        lambdas: Sequence[float] | None = None,
+        *,
+        seed: int = 0,
+        validation_fraction: float = 0.2,
+        objective: str = "ndcg@10",
+        max_validation_users: int | None = 5000,
+        progress: bool = True,
+    ) -> "EASERecommender":
+        """Pick ``lam`` on a validation split carved from ``train`` (each user's last
+        ``ceil(validation_fraction x n)`` train interactions, as :meth:`ALSRecommender.tune_objectives`),
+        maximising ``objective`` (grid: :func:`ease_lambdas`); then refit on all of ``train``."""
+        from tqdm.auto import tqdm
+
+        from cascade.metrics import ranking_metrics
+
+        lambdas = [float(v) for v in (ease_lambdas(len(catalog)) if lambdas is None else lambdas)]
+        if not lambdas:
+            raise InvalidInputError("the EASE lambda grid is empty; give at least one value")
+        metric, _, k_text = objective.partition("@")
+        if metric not in ("recall", "precision", "ndcg", "map", "hit_rate") or not k_text.isdigit():
+            raise InvalidInputError(f"objective must look like 'ndcg@10' or 'recall@100'; got {objective!r}")
+        if len(catalog) > EASE_MAX_ITEMS:
+            raise InvalidInputError(
+                f"EASE^R is skipped above {EASE_MAX_ITEMS} items (dense items x items); this catalog has {len(catalog)}"
+            )
+        ks = sorted({10, 100, int(k_text)})
+        started = time.perf_counter()
+        val_users, fit_part, exclude, relevant = validation_split(
+            train, validation_fraction, max_validation_users, seed
+        )
+        gram = ease_gram(binary_matrix(catalog, fit_part)[0])
+        report = TuningReport(
+            objective=objective,
+            validation=(
+                f"per user, last ceil({validation_fraction} x n) train interactions held out; "
+                f"users with >= 1 remaining fit interaction; fit items excluded"
+            ),
+            n_validation_users=len(val_users),
+        )
+        bar = tqdm(lambdas, desc="EASE lambda", disable=not progress, leave=False)
+        for lam in bar:
+            t0 = time.perf_counter()
+            model = cls(catalog, lam).fit(fit_part, gram=gram)
+            fit_seconds = time.perf_counter() - t0
+            values = ranking_metrics(model.recommend(val_users, max(ks), exclude), relevant, ks)
+            values.pop("n_users", None)
+            report.results.append(GridResult(EASEParams(lam), values, fit_seconds))  # type: ignore[arg-type]
+        del gram
+        best = max(report.results, key=lambda r: r.metrics[objective]).params  # first best on ties
+        final = cls(catalog, best.lam).fit(train)  # type: ignore[attr-defined]
+        report.best = best  # type: ignore[assignment]
+        report.seconds = time.perf_counter() - started
+        final.tuning = report
+        return final
+
+
+@dataclass(frozen=True)
+class EASEParams:
+    lam: float
+
+    def label(self) -> str:
+        return f"lambda={self.lam:g}"
+
+
+def validation_split(
+    train: pd.DataFrame, validation_fraction: float, max_validation_users: int | None, seed: int,
+) -> tuple[np.ndarray, pd.DataFrame, list[np.ndarray], list[np.ndarray]]:
+    """The tuning split shared by ALS and EASE: (validation users, fit part, their fit items, their
+    held-out relevant items). Validation = each user's last ``ceil(validation_fraction x n)`` train
+    interactions; users keeping >= 1 fit interaction; at most ``max_validation_users`` (seeded)."""
+    from cascade.workflows.split import split_interactions
+
+    fit_part, val_part = split_interactions(train, validation_fraction)
+    val_users, exclude, relevant = seen_and_relevant(fit_part, val_part)
+    warm = np.flatnonzero([len(e) > 0 for e in exclude])
+    val_users = val_users[warm]
+    exclude = [exclude[i] for i in warm]
+    relevant = [relevant[i] for i in warm]
+    if max_validation_users is not None and len(val_users) > max_validation_users:
+        pick = np.sort(np.random.default_rng(seed).choice(len(val_users), size=max_validation_users, replace=False))
+        val_users = val_users[pick]
+        exclude = [exclude[i] for i in pick]
+        relevant = [relevant[i] for i in pick]
+    if len(val_users) == 0:
+        raise InvalidInputError(
+            "cannot tune: no user has both fit and validation interactions in train (too few interactions per user)"
+        )
+    return val_users, fit_part, exclude, relevant
 
 
 # --------------------------------------------------------------------------------------------------

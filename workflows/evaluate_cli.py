@@ -65,7 +65,7 @@ def evaluate(
         None, "--export", help="Evaluate this export (cascade export of the same --data) instead of building one."
     ),
     methods: Optional[str] = typer.Option(
-        None, "--methods", help="Comma-separated methods (default: popularity,als,retrieval,served,oracle where it "
+        None, "--methods", help="Comma-separated methods (default: popularity,als,ease,sources,retrieval,served,oracle where it "
                                 "applies); see workflows/evaluate_methods.py."
     ),
     out: Optional[Path] = typer.Option(None, help="Report folder (default: build/evaluation/<name>-<hash10>)."),

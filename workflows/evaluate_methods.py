@@ -16,8 +16,12 @@ stage classes the Triton models wrap, loaded from an export (``ctx.recommender()
   retrieval, item features, transform, DLRM ranking, business rules) at ``explore = 0``, with no
   ``exclude_item_ids``: exactly the request a client sends, so the lists are what the server
   answers. Seen items are dropped by the business rules from the Feast ``seen_items`` (train).
-- ``retrieval``: the retrieval stage's candidates in ANN order (popular order for cold users),
-  before ranking and business rules: the candidate generator on its own.
+- ``retrieval``: the retrieval stage's merged candidates (ANN + item-to-item + popular, in merge
+  order; popular order for cold users), before ranking and business rules: the candidate
+  generator on its own.
+- ``sources``: each candidate source of the retrieval stage alone (``retrieval: ann``,
+  ``retrieval: item2item``; :mod:`cascade.workflows.evaluate_sources`). With ``--ks`` including the
+  export's ``n_candidates`` (300), their recall@300 is the candidate recall per source and merged.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ class Method:
 
 
 METHODS: dict[str, Method] = {}
-DEFAULT_METHODS: tuple[str, ...] = ("popularity", "als", "retrieval", "served", "oracle")
+DEFAULT_METHODS: tuple[str, ...] = ("popularity", "als", "ease", "sources", "retrieval", "served", "oracle")
 
 
 def register(name: str, *, help: str, applies: Callable[["EvaluationContext"], bool] | None = None,
@@ -156,7 +160,7 @@ def _served(ctx: EvaluationContext) -> list[BatchRecommender]:
     return [PipelineMethod(ctx.recommender, "served", "served pipeline")]
 
 
-@register("retrieval", help="the retrieval stage's candidates alone (ANN order, no ranking or rules)",
+@register("retrieval", help="the retrieval stage's merged candidates alone (merge order, no ranking or rules)",
           needs_export=True)
 def _retrieval(ctx: EvaluationContext) -> list[BatchRecommender]:
     return [PipelineMethod(ctx.recommender, "retrieval", "retrieval")]
@@ -190,6 +194,35 @@ def _als(ctx: EvaluationContext) -> list[BatchRecommender]:
         console.print(f"ALS best for {tuning.objective}: {tuning.best.label() if tuning.best else '?'} "
                       f"({len(tuning.results)} fits, {tuning.seconds:.0f} s)")
     return list(tuned)
+
+
+@register("ease", help="EASE^R, lambda tuned on a validation split carved from train (catalogs <= 20k items)",
+          applies=lambda ctx: len(ctx.catalog) <= _ease_max_items())
+def _ease(ctx: EvaluationContext) -> list[BatchRecommender]:
+    from cascade.console import console
+    from cascade.workflows.baselines import EASERecommender
+
+    console.print("tuning EASE^R lambda on a validation split carved from train ...")
+    ease = EASERecommender.tune(ctx.catalog, ctx.train, seed=ctx.seed)
+    console.print(f"EASE^R best lambda {ease.lam:g} ({ease.tuning.seconds if ease.tuning else 0:.0f} s)")
+    return [ease]
+
+
+def _ease_max_items() -> int:
+    from cascade.workflows.baselines import EASE_MAX_ITEMS
+
+    return EASE_MAX_ITEMS
+
+
+@register("sources", help="each retrieval candidate source alone: the two-tower ANN, item-to-item neighbours",
+          needs_export=True)
+def _sources(ctx: EvaluationContext) -> list[BatchRecommender]:
+    from cascade.workflows.evaluate_sources import SourceRecommender
+
+    out: list[BatchRecommender] = [SourceRecommender(ctx.recommender, "ann", "retrieval: ann")]
+    if ctx.recommender.retrieval.sources.neighbours is not None:
+        out.append(SourceRecommender(ctx.recommender, "item2item", "retrieval: item2item"))
+    return out
 
 
 @register("oracle", help="the synthetic generator's true affinities (synthetic per-user datasets only)",

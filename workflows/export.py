@@ -35,6 +35,7 @@ from cascade.workflows.dataset import DatasetInfo
 
 LOG = logging.getLogger(__name__)
 ARTIFACT_PARTS = ("workflow", "retrieval", "ranking", "index")
+OPTIONAL_ARTIFACT_PARTS = ("candidates",)  # item-to-item neighbours; without them retrieval is ANN + popular
 STAGES = ("candidates", "ranking", "business_logic")
 
 
@@ -109,7 +110,8 @@ def export_repository(
 
     key = inputs_hash(
         dataset=info.content_hash,
-        artifacts=hash_files([artifacts / p for p in ARTIFACT_PARTS]),
+        artifacts=hash_files([artifacts / p for p in ARTIFACT_PARTS + OPTIONAL_ARTIFACT_PARTS
+                              if (artifacts / p).exists()]),
         sources=hash_files([MODEL_REPOSITORY_SOURCES, Path(warmup_module.__file__), Path(tagging_module.__file__),
                             Path(device_module.__file__)]),
         device=device,
@@ -131,7 +133,7 @@ def export_repository(
     try:
         layout = ExportLayout(tmp)
         layout.artifacts.mkdir()
-        for part in ARTIFACT_PARTS:
+        for part in ARTIFACT_PARTS + tuple(p for p in OPTIONAL_ARTIFACT_PARTS if (artifacts / p).is_dir()):
             _copy_tree(artifacts / part, layout.artifacts / part)
         generate_feature_repo(data_dir, layout.feature_repo, online_store=online_store, redis_connection=redis_connection)
         apply(layout.feature_repo)

@@ -17,7 +17,7 @@ def export(
     n_candidates: int = typer.Option(300, "--n-candidates", help="Retrieval candidates per request."),
     rules: Optional[Path] = typer.Option(None, help="Business rules YAML (default: the shipped one)."),
     online_store: str = typer.Option("sqlite", help="Feast online store: sqlite or redis."),
-    redis_connection: Optional[str] = typer.Option(None, help="host:port[,ssl=true,password=...] for redis."),
+    redis_connection: Optional[str] = typer.Option(None, help="host:port[,ssl=true][,db=N] for redis; the password comes at run time from CASCADE_REDIS_PASSWORD(_FILE), never from here."),
     force: bool = typer.Option(False, help="Rebuild even when the inputs did not change."),
     device: str = typer.Option("cpu", "--device", help="cpu or gpu: where the GPU-capable stages (ranking, retrieval) run."),
     allow_cpu_fallback: bool = typer.Option(

@@ -85,6 +85,10 @@ class RankingResult:
     n_rows: int
     best_ndcg: float = float("nan")
     retrieval_ndcg: float = float("nan")
+    candidate_recall: float = float("nan")  # validation: share of positives inside the merged candidates
+    mix: Any = None  # the SourceMix the candidates were merged with (item-to-item share tuned on validation)
+    mix_table: list[dict[str, float]] = field(default_factory=list)
+    blend_table: list[dict[str, float]] = field(default_factory=list)  # epoch-0 item-to-item weight search
 
 
 class SeenSet:
@@ -208,10 +212,12 @@ def listwise_loss(scores: Any, positive_mask: Any, valid: Any) -> Any:
 
 def rerank_metrics(
     model: Any, examples: Examples, catalog: EncodedCatalog, q: np.ndarray, v: np.ndarray, candidates: np.ndarray, k: int,
-    retrieval_order: bool = False,
+    retrieval_order: bool = False, lists: Any | None = None,
 ) -> tuple[float, float]:
-    """(recall@k, NDCG@k) of the single positive after DLRM re-ranking of ``candidates`` (retrieval
-    order when ``retrieval_order``)."""
+    """(recall@k, NDCG@k) of the single positive after DLRM re-ranking of ``candidates`` ([n, c]
+    catalog rows, -1 padded; retrieval/merge order when ``retrieval_order``). ``lists``: the
+    :class:`~cascade.workflows.candidates.CandidateLists` the candidates come from (their source and
+    item-to-item score feed the ranker)."""
     import torch
 
     n, c = candidates.shape
@@ -219,18 +225,22 @@ def rerank_metrics(
         top = candidates[:, :k]
     else:
         scores = np.empty((n, c), np.float32)
-        chunk = max(1, 32768 // c)
+        chunk = max(1, 32768 // max(c, 1))
         model.eval()
         device = module_device(model.forward)
         with torch.no_grad():
             for lo in range(0, n, chunk):
                 rows = np.arange(lo, min(n, lo + chunk))
                 user_row = torch.from_numpy(np.repeat(np.arange(len(rows), dtype=np.int64), c)).to(device)
-                items = candidates[rows].reshape(-1)
+                items = np.maximum(candidates[rows].reshape(-1), 0)
                 feats = {**to_torch(examples.features, rows, device), **to_torch(catalog.features, items, device)}
+                if lists is not None:
+                    feats.update({name: t.to(device) for name, t in
+                                  lists.torch_features(np.repeat(rows, c), candidates[rows].reshape(-1)).items()})
                 s = model(feats, query=torch.from_numpy(q[rows]).to(device), item=torch.from_numpy(v[items]).to(device),
                           user_row=user_row)
                 scores[rows] = s.cpu().numpy().reshape(len(rows), c)
+        scores[candidates < 0] = -np.inf
         top = np.take_along_axis(candidates, np.argsort(-scores, axis=1, kind="stable")[:, :k], axis=1)
     hit = top == examples.item_rows[:, None]
     recall = float(hit.any(axis=1).mean())
@@ -279,6 +289,7 @@ def _pointwise_epoch(
 def _listwise_epoch(
     model: Any, optimizer: Any, rng: np.random.Generator, queries: ListwiseQueries, catalog: EncodedCatalog, seen: SeenSet,
     candidates: np.ndarray, q: np.ndarray, v: np.ndarray, config: RankingTrainConfig, desc: str,
+    candidate_lists: Any | None = None,
 ) -> tuple[float, int]:
     """One pass over the queries: each list = the query's positives + ``list_negatives`` drawn
     uniformly from its retrieval candidates (the serving distribution), minus train items."""
@@ -316,6 +327,8 @@ def _listwise_epoch(
         e = np.repeat(qrows[b], lb.shape[1])[vb.reshape(-1)]
         it = lb[vb]
         feats = {**to_torch(queries.features, e, device), **to_torch(catalog.features, it, device)}
+        if candidate_lists is not None:
+            feats.update({name: t.to(device) for name, t in candidate_lists.torch_features(e, it).items()})
         flat = model(feats, query=torch.from_numpy(q[e]).to(device), item=torch.from_numpy(v[it]).to(device))
         scores = torch.full(lb.shape, -1e9, device=device)
         vbt = torch.from_numpy(vb).to(device)
@@ -331,12 +344,48 @@ def _listwise_epoch(
     return running, rows_seen
 
 
-def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None,
-               init: Callable[[Any], None] | None = None) -> RankingResult:
-    """``init(model)`` runs once on the fresh model before training (warm start: cascade/events/warm_start.py)."""
+CANDIDATE_WEIGHTS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def _pick_candidate_weight(
+    model: Any, val: Examples, catalog: EncodedCatalog, val_q: np.ndarray, v: np.ndarray, candidates: np.ndarray,
+    k: int, lists: Any, retrieval_ndcg: float, retrieval_recall: float, config: "RankingTrainConfig",
+) -> tuple[float, float, list[dict[str, float]]]:
+    """Set the DLRM's item-to-item residual weight (0 at init) to the value of ``CANDIDATE_WEIGHTS``
+    with the best validation NDCG@k of the untrained ranker (retrieval score + w x log1p(item-to-item
+    score)); keep 0 when none beats the retrieval order. Returns (NDCG, recall, the search table):
+    the "epoch 0" that training must beat. A handful of optimiser steps could never move the
+    weight that far (measured on MovieLens-100k: the ranker ignored the feature)."""
     import torch
 
-    from cascade.models.dlrm import DLRM
+    table = [{"candidate_weight": 0.0, f"val_ndcg@{k}": retrieval_ndcg, f"val_recall@{k}": retrieval_recall}]
+    best_w, best_ndcg, best_recall = 0.0, retrieval_ndcg, retrieval_recall
+    for w in CANDIDATE_WEIGHTS:
+        with torch.no_grad():
+            model.candidate_weight.fill_(w)
+        recall, ndcg = rerank_metrics(model, val, catalog, val_q, v, candidates, k, lists=lists)
+        table.append({"candidate_weight": w, f"val_ndcg@{k}": ndcg, f"val_recall@{k}": recall})
+        if config.progress:
+            print(f"ranking epoch 0: item-to-item weight {w:g}: val ndcg@{k} {ndcg:.4f} recall@{k} {recall:.4f}")
+        if ndcg > best_ndcg:
+            best_w, best_ndcg, best_recall = w, ndcg, recall
+    with torch.no_grad():
+        model.candidate_weight.fill_(best_w)
+    return best_ndcg, best_recall, table
+
+
+def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | None = None,
+               init: Callable[[Any], None] | None = None, neighbours: Any | None = None, mix: Any | None = None,
+               tune_mix: bool = True) -> RankingResult:
+    """``init(model)`` runs once on the fresh model before training (warm start: cascade/events/warm_start.py).
+    ``neighbours``/``mix``: the item-to-item artifact and source shares serving merges with
+    (:mod:`cascade.online.candidates`); the ranker is trained and validated on those merged
+    candidates (ANN only when ``neighbours`` is None). ``tune_mix``: first pick the item-to-item
+    share with the best candidate recall on the validation rows (``RankingResult.mix``)."""
+    import torch
+
+    from cascade.models.dlrm import DLRM, candidate_specs
+    from cascade.workflows.candidates import merged_candidate_lists, tune_item2item_share
 
     config = config or RankingTrainConfig()
     if config.loss not in ("listwise", "pointwise"):
@@ -346,7 +395,8 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
     rng = np.random.default_rng(config.seed + 1)
     started = time.perf_counter()
     two_tower.eval()
-    model = DLRM(data.specs, config.model, two_tower=two_tower)
+    specs = list(data.specs) + (candidate_specs() if config.model.candidate_features else [])
+    model = DLRM(specs, config.model, two_tower=two_tower)
     if init is not None:
         init(model)
     catalog = data.catalog
@@ -366,38 +416,64 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
         np.concatenate([data.train.item_rows, data.val.item_rows] + ([data.rank.item_rows] if data.rank is not None else [])),
         len(catalog.item_ids),
     )
+    val = data.val
+    if len(val) > config.eval_examples:
+        val = val.subset(np.sort(rng.choice(len(val), config.eval_examples, replace=False)))
+    val_q = embed(two_tower.query, val.features)
+    mix_table: list[dict[str, float]] = []
+    if neighbours is not None and mix is not None and tune_mix:
+        # the item-to-item share of the candidates: best candidate recall on validation (carved from train)
+        recent = history_rows(catalog, val.history)
+        mix, mix_table = tune_item2item_share(
+            top_candidates(val_q, v, recent, config.n_candidates), recent, val.item_rows, catalog.popularity,
+            neighbours, mix, config.n_candidates,
+        )
+
+    def merged(query: np.ndarray, history: np.ndarray, n: int) -> Any:
+        recent = history_rows(catalog, history)
+        return merged_candidate_lists(top_candidates(query, v, recent, n), recent, catalog.popularity, neighbours,
+                                      mix, n)
+
+    lists = None
     if config.loss == "listwise":
         queries = listwise_queries(positives, config.positives_per_user)
         q = embed(two_tower.query, queries.features)
-        cands = top_candidates(q, v, history_rows(catalog, queries.history), config.hard_pool)
+        lists = merged(q, queries.history, config.hard_pool)
+        cands = lists.rows
         n_positives = int((queries.positives >= 0).sum())
     else:
         q = embed(two_tower.query, positives.features)
         cands = top_candidates(q, v, history_rows(catalog, positives.history), config.hard_pool)
         n_positives = len(positives)
-    val = data.val
-    if len(val) > config.eval_examples:
-        val = val.subset(np.sort(rng.choice(len(val), config.eval_examples, replace=False)))
-    val_q = embed(two_tower.query, val.features)
-    val_candidates = top_candidates(val_q, v, history_rows(catalog, val.history), config.n_candidates)
+    val_lists = merged(val_q, val.history, config.n_candidates)
+    val_candidates = val_lists.rows
     k = config.eval_k
     retrieval_recall, retrieval_ndcg = rerank_metrics(model, val, catalog, val_q, v, val_candidates, k, retrieval_order=True)
+    candidate_recall = float((val_candidates == val.item_rows[:, None]).any(axis=1).mean()) if len(val) else 0.0
+    blend_table: list[dict[str, float]] = []
+    start_ndcg, start_recall = retrieval_ndcg, retrieval_recall
+    if getattr(model, "has_candidate_score", False) and len(val):
+        # epoch 0 = retrieval score + w x item-to-item score, w picked on validation NDCG (w = 0: retrieval order)
+        start_ndcg, start_recall, blend_table = _pick_candidate_weight(
+            model, val, catalog, val_q, v, val_candidates, k, val_lists, retrieval_ndcg, retrieval_recall, config)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict[str, float]] = []
-    # epoch 0 = the untrained ranker, which reproduces the retrieval order (zero-initialised correction)
-    best, best_epoch, bad = retrieval_ndcg, 0, 0
-    best_recall = retrieval_recall
+    # epoch 0 = the untrained ranker: the retrieval order (zero-initialised correction), plus the
+    # item-to-item residual at the weight picked above
+    best, best_epoch, bad = start_ndcg, 0, 0
+    best_recall = start_recall
     best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
     n_rows = 0
     for epoch in range(1, config.epochs + 1):
         model.train()
         desc = f"ranking epoch {epoch}/{config.epochs}"
         if config.loss == "listwise":
-            running, n_rows = _listwise_epoch(model, optimizer, rng, queries, catalog, seen, cands, q, v, config, desc)
+            running, n_rows = _listwise_epoch(model, optimizer, rng, queries, catalog, seen, cands, q, v, config, desc,
+                                              lists)
         else:
             running, n_rows = _pointwise_epoch(model, optimizer, rng, positives, catalog, seen, cands, q, v, config, desc)
-        recall, ndcg = rerank_metrics(model, val, catalog, val_q, v, val_candidates, k)
+        recall, ndcg = rerank_metrics(model, val, catalog, val_q, v, val_candidates, k, lists=val_lists)
         history.append({"epoch": epoch, "loss": running, f"val_recall@{k}": recall, f"val_ndcg@{k}": ndcg,
                         f"val_retrieval_recall@{k}": retrieval_recall, f"val_retrieval_ndcg@{k}": retrieval_ndcg})
         if config.progress:
@@ -413,7 +489,8 @@ def train_dlrm(data: TrainingData, two_tower: Any, config: RankingTrainConfig | 
     model.load_state_dict(best_state)
     model.to("cpu").eval()  # saved and exported to ONNX on the CPU
     return RankingResult(model, history, best_epoch, best_recall, retrieval_recall, time.perf_counter() - started,
-                         n_positives, n_rows, best_ndcg=best, retrieval_ndcg=retrieval_ndcg)
+                         n_positives, n_rows, best_ndcg=best, retrieval_ndcg=retrieval_ndcg,
+                         candidate_recall=candidate_recall, mix=mix, mix_table=mix_table, blend_table=blend_table)
 
 
 def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Path) -> dict[str, Any]:
@@ -431,6 +508,7 @@ def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Pat
         "config": config.to_dict(),
         "specs": [s.to_dict() for s in model.specs],
         "inputs": [s.name for s in model.specs] + ["user_row"],
+        "candidate_features": model.config.candidate_features,
         "input_axes": {"user": "users (U)", "item": "batch (N)", "user_row": "batch (N), int64 row into the users axis"},
         "outputs": {"dlrm.onnx": "score"},
         "score": "logit",
@@ -441,6 +519,10 @@ def save_ranking(result: RankingResult, config: RankingTrainConfig, out_dir: Pat
             f"val_retrieval_recall@{config.eval_k}": result.retrieval_recall,
             f"val_ndcg@{config.eval_k}": result.best_ndcg,
             f"val_retrieval_ndcg@{config.eval_k}": result.retrieval_ndcg,
+            f"val_candidate_recall@{config.n_candidates}": result.candidate_recall,
+            "candidate_mix": result.mix.to_dict() if result.mix is not None else None,
+            "candidate_mix_tuning": result.mix_table,
+            "candidate_weight_search": result.blend_table,
             "seconds": round(result.seconds, 1), "n_positives": result.n_positives, "n_rows_per_epoch": result.n_rows,
         },
     }

@@ -145,4 +145,4 @@ def gather_beyond(catalog, rows: np.ndarray):
     part = catalog.gather(safe)
     return CandidateFeatures(
         np.where(beyond, -1, part.item_ids), part.cat, part.cont, part.lists,
-        np.where(beyond, 0, part.category_keys), part.available & ~beyond, part.version)
+        np.where(beyond, 0, part.category_keys), part.available & ~beyond, part.snapshot_version)

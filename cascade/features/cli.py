@@ -33,7 +33,7 @@ def generate(
     online_store: OnlineStore = typer.Option(OnlineStore.sqlite, "--online-store", help="Online store kind."),
     redis_connection: Optional[str] = typer.Option(
         None, "--redis-connection",
-        help="Redis host:port[,ssl=true][,password=...] (with --online-store redis; ${ENV} allowed).",
+        help="Redis host:port[,ssl=true][,db=N] (with --online-store redis; ${ENV} allowed). No literal password: it is read at run time from CASCADE_REDIS_PASSWORD or CASCADE_REDIS_PASSWORD_FILE.",
     ),
 ) -> None:
     """Write feature_store.yaml, definitions.py and the source Parquet files for a dataset."""

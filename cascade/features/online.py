@@ -13,10 +13,11 @@ Array forms (same as the item snapshot): scalar attribute columns are 1-D arrays
 
 from __future__ import annotations
 
+import logging
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
@@ -24,6 +25,10 @@ from cascade.errors import InvalidInputError, UnavailableError
 from cascade.features.repo import USER_VIEW, FeatureRepo
 from cascade.features.schema import DERIVED_USER_COLUMNS
 
+if TYPE_CHECKING:  # pragma: no cover
+    from cascade.features.redis_config import RedisTimeouts
+
+LOG = logging.getLogger(__name__)
 _EMPTY = np.array([], dtype=np.int64)
 _EMPTY.setflags(write=False)
 
@@ -100,11 +105,14 @@ def _column(values: list, is_list: bool) -> np.ndarray:
 class UserFeatureReader:
     """Warm reader of the ``user_features`` view (one per process / Triton model instance)."""
 
-    def __init__(self, repo_dir: Path, warm_up: bool = True) -> None:
+    def __init__(self, repo_dir: Path, warm_up: bool = True, redis_timeouts: "RedisTimeouts | None" = None) -> None:
+        """``warm_up``: one lookup at load (registry cache, store connection). An online store that
+        cannot answer then is logged, not raised: the server starts and answers degraded until it
+        returns (issue 18). A repo without the registered view still fails the load."""
         from cascade.features.store import open_store
 
         self.repo = FeatureRepo.load(repo_dir)
-        self.store = open_store(self.repo.root)
+        self.store = open_store(self.repo.root, redis_timeouts=redis_timeouts)
         try:
             view = self.store.get_feature_view(USER_VIEW)
         except Exception as exc:
@@ -121,7 +129,10 @@ class UserFeatureReader:
         self._list_attributes = {f.name for f in view.features if isinstance(f.dtype, Array)}
         self._refs = [f"{USER_VIEW}:{name}" for name in self.feature_names]
         if warm_up:
-            self.get_many([-1])  # loads the registry cache and opens the online-store connection
+            try:
+                self.get_many([-1])  # loads the registry cache and opens the online-store connection
+            except UnavailableError as exc:
+                LOG.warning("online store unreachable at load, starting degraded: %s", exc)
 
     def _lookup(self, user_ids: list[int]) -> dict[str, list]:
         try:

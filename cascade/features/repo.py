@@ -138,16 +138,20 @@ def _check_online_store(online_store: str, redis_connection: str | None) -> None
     if online_store not in ("sqlite", "redis"):
         raise InvalidInputError(f"--online-store must be 'sqlite' or 'redis', got {online_store!r}")
     if online_store == "redis":
+        from cascade.features.redis_config import check_export_connection, redacted
+
         if not redis_connection:
             raise InvalidInputError(
                 "--redis-connection is required with --online-store redis "
-                "(form host:port[,ssl=true][,password=...], e.g. redis:6379,db=0)"
+                "(form host:port[,ssl=true][,db=N], e.g. redis:6379,db=0; the password is read at run time "
+                "from CASCADE_REDIS_PASSWORD or CASCADE_REDIS_PASSWORD_FILE)"
             )
         if "$" not in redis_connection and not _REDIS_RE.match(redis_connection):
             raise InvalidInputError(
-                f"--redis-connection {redis_connection!r} is not of the form "
+                f"--redis-connection {redacted(redis_connection)!r} is not of the form "
                 "host:port[,host:port...][,key=value...] (e.g. my-cache.abc.use1.cache.amazonaws.com:6379,ssl=true)"
             )
+        check_export_connection(redis_connection)  # no literal secrets, no runtime-owned options
     elif redis_connection:
         raise InvalidInputError("--redis-connection is only valid with --online-store redis")
 

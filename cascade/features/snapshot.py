@@ -15,6 +15,13 @@ order (``catalog_row`` = row in the dataset's items.parquet). A version is
 The version folder is written under a temporary name and renamed; ``LATEST`` is replaced
 atomically last, so a reader never sees a half-written snapshot. The newest ``KEEP`` versions stay.
 
+Validation: ``meta.json`` is written after ``items.parquet`` and records its ``sha256``, byte
+``size``, ``rows`` and Arrow ``schema``; :meth:`ItemSnapshot.load` checks all of them (and that
+``item_id`` is present, int64 and unique) and raises :class:`InvalidSnapshotError` naming the file
+and the mismatch, so a corrupt, truncated or hand-copied snapshot is rejected and the serving stage
+keeps its previous one (``cascade_snapshot_refresh_failures_total``). Snapshots published before
+the checksum existed (no ``sha256`` in meta) load with a warning.
+
 In memory (:class:`ItemSnapshot`): scalar columns are 1-D numpy arrays (int64/int32/float/bool;
 string columns and int/bool columns with nulls are object arrays, nulls ``None``; float nulls NaN);
 LIST columns (e.g. ``genres``) are 1-D object arrays whose elements are 1-D numpy arrays (a null
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -36,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cascade.errors import InvalidInputError, NotFoundError, SchemaError
+from cascade.errors import DataValidationError, InvalidInputError, NotFoundError, SchemaError
 from cascade.features.repo import ITEM_VIEW, SNAPSHOT_DIR, FeatureRepo
 from cascade.features.schema import CATALOG_ROW, numpy_column
 from cascade.ids import IdIndex
@@ -44,11 +52,29 @@ from cascade.ids import IdIndex
 if TYPE_CHECKING:  # pragma: no cover
     from feast import FeatureStore
 
+LOG = logging.getLogger(__name__)
 LATEST = "LATEST"
 ITEMS_FILE = "items.parquet"
 SNAPSHOT_META_FILE = "meta.json"
 KEEP = 3
 _TS_FORMAT = "%Y%m%dT%H%M%S%fZ"
+SNAPSHOT_FORMAT = 2  # 2: meta.json carries sha256, size and the Arrow schema of items.parquet
+
+
+class InvalidSnapshotError(DataValidationError):
+    """A published item snapshot is corrupt, half-written or does not match its meta.json."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _schema(schema: pa.Schema) -> dict[str, str]:
+    return {field.name: str(field.type) for field in schema}
 
 
 def latest_version(repo_dir: Path) -> str | None:
@@ -129,11 +155,15 @@ def write_item_snapshot(
     staging.mkdir()
     try:
         pq.write_table(table, staging / ITEMS_FILE)
-        digest = hashlib.sha256((staging / ITEMS_FILE).read_bytes()).hexdigest()
+        digest = _sha256(staging / ITEMS_FILE)
         version = _next_version(latest_version(repo.root), digest)
-        meta = {
+        meta = {  # written after items.parquet: its checksum, size, rows and schema
+            "format_version": SNAPSHOT_FORMAT,
             "version": version,
             "rows": table.num_rows,
+            "sha256": digest,
+            "size": (staging / ITEMS_FILE).stat().st_size,
+            "schema": _schema(table.schema),
             "columns": table.column_names,
             "list_columns": lists,
             "feature_view": ITEM_VIEW,
@@ -179,15 +209,23 @@ class ItemSnapshot:
 
     @classmethod
     def load(cls, version_dir: Path) -> "ItemSnapshot":
+        """Load and validate one published version (raises :class:`InvalidSnapshotError`)."""
         version_dir = Path(version_dir)
         items = version_dir / ITEMS_FILE
         if not items.is_file():
             raise NotFoundError(f"item snapshot {version_dir} has no {ITEMS_FILE}")
-        meta = json.loads((version_dir / SNAPSHOT_META_FILE).read_text())
-        table = pq.read_table(items)
+        meta = _read_meta(version_dir)
+        _check_file(items, meta)
+        try:
+            table = pq.read_table(items)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+            raise InvalidSnapshotError(f"item snapshot {items} cannot be read as Parquet: {exc}") from exc
+        _check_table(items, table, meta)
         lists = tuple(meta.get("list_columns", []))
         columns = {name: numpy_column(table.column(name), name in lists) for name in table.column_names}
         item_ids = columns["item_id"].astype(np.int64, copy=False)
+        if len(np.unique(item_ids)) != len(item_ids):
+            raise InvalidSnapshotError(f"item snapshot {items}: item_id has duplicate values")
         columns["item_id"] = item_ids
         return cls(version=meta["version"], item_ids=item_ids, columns=columns, list_columns=lists)
 
@@ -226,3 +264,46 @@ class ItemSnapshot:
             )
         names = self.columns if columns is None else columns
         return {name: self.columns[name][index] for name in names}
+
+
+def _read_meta(version_dir: Path) -> dict:
+    path = version_dir / SNAPSHOT_META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidSnapshotError(f"item snapshot {version_dir} has no {SNAPSHOT_META_FILE} (half-written?)") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidSnapshotError(f"item snapshot {path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("version"), str) or not isinstance(meta.get("rows"), int):
+        raise InvalidSnapshotError(f"item snapshot {path} lacks 'version' (str) and 'rows' (int)")
+    return meta
+
+
+def _check_file(items: Path, meta: dict) -> None:
+    if "sha256" not in meta:
+        LOG.warning("item snapshot %s predates checksums (no sha256 in %s): not verified", items.parent, SNAPSHOT_META_FILE)
+        return
+    size = items.stat().st_size
+    if "size" in meta and size != meta["size"]:
+        raise InvalidSnapshotError(
+            f"item snapshot {items} has {size} bytes, {SNAPSHOT_META_FILE} says {meta['size']} (truncated or half-written)")
+    digest = _sha256(items)
+    if digest != meta["sha256"]:
+        raise InvalidSnapshotError(
+            f"item snapshot {items}: sha256 {digest[:12]}... does not match {SNAPSHOT_META_FILE} ({str(meta['sha256'])[:12]}...); "
+            "the file is corrupt or was replaced")
+
+
+def _check_table(items: Path, table: pa.Table, meta: dict) -> None:
+    if table.num_rows != meta["rows"]:
+        raise InvalidSnapshotError(f"item snapshot {items} has {table.num_rows} rows, {SNAPSHOT_META_FILE} says {meta['rows']}")
+    if "item_id" not in table.column_names or not pa.types.is_integer(table.schema.field("item_id").type):
+        raise InvalidSnapshotError(f"item snapshot {items}: column item_id (int64) is missing")
+    expected = meta.get("schema")
+    if expected is not None and _schema(table.schema) != expected:
+        got = _schema(table.schema)
+        diff = sorted(set(got.items()) ^ set(expected.items()))
+        raise InvalidSnapshotError(f"item snapshot {items}: schema differs from {SNAPSHOT_META_FILE}: {diff[:4]}")
+    columns = meta.get("columns")
+    if columns is not None and list(table.column_names) != list(columns):
+        raise InvalidSnapshotError(f"item snapshot {items}: columns {table.column_names} != {SNAPSHOT_META_FILE} columns {columns}")

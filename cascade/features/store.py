@@ -32,6 +32,8 @@ from cascade.features.repo import (
 if TYPE_CHECKING:  # pragma: no cover
     from feast import FeatureStore
 
+    from cascade.features.redis_config import RedisTimeouts
+
 STATE_DIR = ".cascade"
 
 
@@ -49,14 +51,35 @@ class MaterializeResult:
     skipped: bool
 
 
-def open_store(repo_dir: Path) -> "FeatureStore":
-    """A ``feast.FeatureStore`` on the repo folder (NotFoundError when it is not a feature repo)."""
+def open_store(repo_dir: Path, redis_timeouts: "RedisTimeouts | None" = None) -> "FeatureStore":
+    """A ``feast.FeatureStore`` on the repo folder (NotFoundError when it is not a feature repo).
+
+    A Redis online store gets its run-time settings here, never from the export: the password from
+    ``CASCADE_REDIS_PASSWORD``/``CASCADE_REDIS_PASSWORD_FILE``, explicit socket timeouts
+    (``redis_timeouts``; generous offline defaults) and no client retries
+    (:mod:`cascade.features.redis_config`)."""
     repo = FeatureRepo.load(repo_dir)
     if not repo.feature_store_yaml.is_file():
         raise NotFoundError(f"{repo.feature_store_yaml} is missing; regenerate the feature repo")
     from feast import FeatureStore
 
-    return FeatureStore(repo_path=str(repo.root))
+    if repo.online_store != "redis":
+        return FeatureStore(repo_path=str(repo.root))
+    import os
+
+    import yaml
+    from feast.repo_config import RepoConfig
+
+    from cascade.features.redis_config import OFFLINE_TIMEOUTS, runtime_connection
+
+    # as feast.repo_config.load_repo_config does: ${ENV} placeholders expand at load
+    raw = yaml.safe_load(os.path.expandvars(repo.feature_store_yaml.read_text()))
+    online = dict(raw["online_store"])
+    online["connection_string"] = runtime_connection(str(online["connection_string"]), redis_timeouts or OFFLINE_TIMEOUTS)
+    raw["online_store"] = online
+    config = RepoConfig(**raw)
+    config.repo_path = repo.root
+    return FeatureStore(repo_path=str(repo.root), config=config)
 
 
 def load_definitions(repo_dir: Path) -> list:

@@ -27,6 +27,20 @@ import torch
 from torch import nn
 
 from cascade.models.features import ColumnTupleConfig, FeatureSpec, find
+
+CANDIDATE_SOURCE = "candidate_source"  # int64 [N]: bitmask of the retrieval sources (cascade/online/candidates.py)
+CANDIDATE_SCORE = "candidate_score"  # float32 [N]: item-to-item score (summed neighbour weights, >= 0)
+N_SOURCE_CODES = 8
+
+
+def candidate_specs() -> list[FeatureSpec]:
+    """The two per-candidate inputs retrieval adds (item axis, not workflow outputs)."""
+    return [
+        FeatureSpec(name=CANDIDATE_SOURCE, entity="item", kind="categorical", dtype="int64",
+                    cardinality=N_SOURCE_CODES, list_length=None),
+        FeatureSpec(name=CANDIDATE_SCORE, entity="item", kind="continuous", dtype="float32",
+                    cardinality=None, list_length=None),
+    ]
 from cascade.models.layers import masked_mean, mlp
 from cascade.models.two_tower import TwoTower
 
@@ -44,6 +58,7 @@ class DLRMConfig(ColumnTupleConfig):
     ignore_columns: tuple[str, ...] = ("seen_items", "user_id")
     use_retrieval: bool = True
     item_stats: int = 2  # per-item statistic columns in the ``item_stats`` buffer (0 = none)
+    candidate_features: bool = True  # the retrieval source bitmask and item-to-item score as inputs
 
 
 
@@ -98,6 +113,10 @@ class DLRM(nn.Module):
         if self.two_tower is not None:
             # residual path: the ranker starts from the retrieval order and learns corrections
             self.retrieval_weight = nn.Parameter(torch.tensor(1.0))
+        self.has_candidate_score = CANDIDATE_SCORE in self.continuous
+        if self.has_candidate_score:
+            # a second residual: the item-to-item score, starting at 0 (epoch 0 = retrieval order)
+            self.candidate_weight = nn.Parameter(torch.tensor(0.0))
 
     def set_item_stats(self, stats: torch.Tensor) -> None:
         """``stats`` [item_id cardinality, item_stats]: standardised per-item statistics."""
@@ -152,7 +171,9 @@ class DLRM(nn.Module):
         row and is gathered. Without it the user-entity features have N rows (row i scores user row
         i with item row i). ``query``/``item`` are precomputed two-tower embeddings (training
         speed-up; ``query`` per user row); when absent (and in the exported graph) the frozen towers
-        compute them from ``features``."""
+        compute them from ``features``. The candidate inputs (``candidate_source``,
+        ``candidate_score``) default to 0 when absent (no source known, no item-to-item score)."""
+        features = self._with_candidate_defaults(features)
         user = self._user_side(features, query)
         if user_row is not None:
             user = {k: v.index_select(0, user_row) for k, v in user.items()}
@@ -166,7 +187,7 @@ class DLRM(nn.Module):
         if self.bottom is not None:
             cols = [
                 user_dense[self._user_continuous.index(n)].unsqueeze(1) if n in self._user_continuous
-                else features[n].to(torch.float32).unsqueeze(1)
+                else self._item_dense(features, n).unsqueeze(1)
                 for n in self.continuous
             ]
             if stats is not None:
@@ -197,7 +218,28 @@ class DLRM(nn.Module):
         logit = self.top(torch.cat(top_in, dim=1)).squeeze(-1)
         if self.two_tower is not None:
             logit = logit + self.retrieval_weight * extra[0].squeeze(-1)
+        if self.has_candidate_score:
+            logit = logit + self.candidate_weight * self._item_dense(features, CANDIDATE_SCORE)
         return logit
+
+    def _with_candidate_defaults(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        names = [n for n in (CANDIDATE_SOURCE, CANDIDATE_SCORE) if find(self.used, n) is not None and n not in features]
+        if not names:
+            return features
+        n_rows = features[self.config.item_id_column].shape[0]
+        out = dict(features)
+        if CANDIDATE_SOURCE in names:
+            out[CANDIDATE_SOURCE] = torch.zeros(n_rows, dtype=torch.int64)
+        if CANDIDATE_SCORE in names:
+            out[CANDIDATE_SCORE] = torch.zeros(n_rows, dtype=torch.float32)
+        return out
+
+    @staticmethod
+    def _item_dense(features: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+        value = features[name].to(torch.float32)
+        if name == CANDIDATE_SCORE:  # summed weights >= 0, heavy-tailed: log scale
+            value = torch.log1p(value.clamp(min=0.0))
+        return value
 
     @property
     def user_inputs(self) -> list[FeatureSpec]:

@@ -4,7 +4,7 @@
 EXPORT/
   export.json          ExportManifest: version, dataset, artifacts, candidate count
   model_repository/    what tritonserver serves: one folder per stage + the `recommend` ensemble
-  artifacts/           workflow/, retrieval/, ranking/, index/ (shared by the stages, no copies)
+  artifacts/           workflow/, retrieval/, ranking/, index/, candidates/ (shared by the stages, no copies)
   feature_repo/        the Feast repo (online store settings, registry, item_snapshot/)
 ```
 Stages find artifacts through config.pbtxt parameters, relative to EXPORT (overridable with
@@ -48,6 +48,7 @@ class ExportLayout:
     manifest_path = property(lambda self: self.root / MANIFEST)
     workflow = property(lambda self: self.artifacts / "workflow")
     index = property(lambda self: self.artifacts / "index")
+    candidates = property(lambda self: self.artifacts / "candidates")  # item-to-item neighbours (optional)
     user_tower = property(lambda self: self.artifacts / "retrieval" / "user_tower.onnx")
     dlrm = property(lambda self: self.artifacts / "ranking" / "dlrm.onnx")
 

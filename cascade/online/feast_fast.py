@@ -14,26 +14,35 @@ it when the store's API is not there.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cascade.errors import UnavailableError
 from cascade.features.online import UserFeatureReader, UserFeatures
 
+if TYPE_CHECKING:  # pragma: no cover
+    from cascade.features.redis_config import RedisTimeouts
+
+LOG = logging.getLogger(__name__)
 _EMPTY = np.array([], dtype=np.int64)
 _EMPTY.setflags(write=False)
 
 
 class OnlineUserReader:
-    def __init__(self, repo_dir: Path) -> None:
+    def __init__(self, repo_dir: Path, redis_timeouts: "RedisTimeouts | None" = None, warm_up: bool = True) -> None:
+        """``redis_timeouts``: client socket/connect timeouts (serving: from the lookup budget).
+        An online store that cannot answer at load is logged and the reader still builds: the
+        stage starts degraded (issue 18)."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
         from feast.type_map import feast_value_type_to_python_type
 
         from cascade.features.repo import USER_VIEW
 
-        self.sdk = UserFeatureReader(repo_dir)  # warm store: registry loaded, connection open
+        self.sdk = UserFeatureReader(repo_dir, warm_up=False, redis_timeouts=redis_timeouts)
         store = self.sdk.store
         self._config = store.config
         self._view = store.get_feature_view(USER_VIEW)
@@ -43,7 +52,11 @@ class OnlineUserReader:
         self._to_python = feast_value_type_to_python_type
         self._entity_key = EntityKey
         self._value = Value
-        self.get(-1)  # fail at load, not in the first request
+        if warm_up:  # open the connection at load, not in the first request
+            try:
+                self.get(-1)
+            except UnavailableError as exc:
+                LOG.warning("online store unreachable at load, starting degraded: %s", exc)
 
     def _read(self, user_ids: list[int]) -> list[dict]:
         """One online-store read for all ``user_ids`` (SQLite: one ``SELECT ... IN``; Redis: one

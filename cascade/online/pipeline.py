@@ -54,11 +54,14 @@ class InProcessRecommender:
         workflow = load_workflow(layout.workflow)
         self.layout = layout
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
-        self.user = UserFeatureStage(layout.feature_repo, workflow)
+        from cascade.features.guard import OFFLINE_GUARD
+
+        self.user = UserFeatureStage(layout.feature_repo, workflow, guard=OFFLINE_GUARD)  # never degrade by time offline
         self.query = QueryTowerStage(layout.user_tower, workflow)
         rules = BusinessRules.load(layout.root / RULES_IN_EXPORT)
         self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen,
-                                        feature_repo=layout.feature_repo, refresh_seconds=0)
+                                        feature_repo=layout.feature_repo, refresh_seconds=0,
+                                        candidates_dir=layout.candidates)
         # The item side is encoded once here (TransformStage inside ItemFeatureStage); no background
         # refresh in process: the snapshot published at load is the one used.
         self.items = ItemFeatureStage(layout.feature_repo, layout.index, workflow, refresh_seconds=0)
@@ -115,8 +118,9 @@ class InProcessRecommender:
     def _answer(self, requests: list[RecommendRequest], stage: Stage) -> list[Recommendation]:
         users = self.user.lookup_many([r.user_id for r in requests])
         queries = self.query.query_many([(u.cat, u.cont, u.lists) for u in users])
-        rows = [self.retrieval.retrieve(q, u.cold_start, u.seen_items, r.exclude_item_ids)
-                for q, u, r in zip(queries, users, requests)]
+        merged = [self.retrieval.retrieve_sources(q, u.cold_start, u.seen_items, r.exclude_item_ids, u.recent_items)
+                  for q, u, r in zip(queries, users, requests)]
+        rows = [m.rows for m in merged]
         if stage == "retrieval":
             item_ids = self.retrieval.item_ids
             version = self.business.model_version(self.items.snapshot_version)
@@ -128,6 +132,7 @@ class InProcessRecommender:
         scores = self.ranking.score_many(
             [(u.cat, u.cont, u.lists) for u in users],
             [(cat[a:b], cont[a:b], lists[a:b]) for a, b in _pairs(bounds)],
+            [(m.source, m.item2item_score) for m in merged],
         )
         categories = self.business.categories(features.category_keys)
         version = self.business.model_version(features.snapshot_version)

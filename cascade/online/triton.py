@@ -165,7 +165,7 @@ class StageModel(ABC):
         bundle = f", bundle {self.context.bundle_id}" if self.context.bundle_id else ""
         self.logger.log_info(f"{self.stage_name}: ready ({self.context.instance_kind}{bundle})")
 
-    def counter(self, name: str, description: str) -> "BufferedCounter":
+    def counter(self, name: str, description: str, labels: Mapping[str, str] | None = None) -> "BufferedCounter":
         """A ``{stage=...}`` counter of a metric family kept alive for the model's lifetime (Triton
         rejects increments once the family object is garbage-collected). Increments are buffered
         and sent by a background thread every ``METRIC_FLUSH_SECONDS``: each ``Metric.increment``
@@ -178,7 +178,7 @@ class StageModel(ABC):
             self._families[name] = family
         if self._flusher is None:
             self._flusher = MetricFlusher(METRIC_FLUSH_SECONDS, self.logger)
-        return self._flusher.add(BufferedCounter(family.Metric(labels={"stage": self.stage_name})))
+        return self._flusher.add(BufferedCounter(family.Metric(labels={"stage": self.stage_name, **(labels or {})})))
 
     def phases(self, *names: str) -> "PhaseClock":
         """Histograms ``cascade_phase_seconds{model, phase}`` for the phases of a merged model: seconds

@@ -52,6 +52,8 @@ def stage_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
             WarmupInput("user_cont", "TYPE_FP32", (len(user.continuous),)),
             WarmupInput("user_lists", "TYPE_INT64", (user.list_width,)),
             WarmupInput("candidate_rows", "TYPE_INT64", (n,)),
+            WarmupInput("candidate_source", "TYPE_INT64", (n,)),
+            WarmupInput("candidate_score", "TYPE_FP32", (n,)),
         ],
         "business_logic": [
             WarmupInput("candidate_item_ids", "TYPE_INT64", (n,)),

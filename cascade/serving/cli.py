@@ -105,6 +105,9 @@ def serve(
         typer.Option(help="Extra tritonserver option, e.g. --extra-arg=--cache-config=local,size=1048576 (repeatable)."),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 120.0,
+    stub_watchdog: Annotated[
+        bool, typer.Option(help="Restart a model whose Python stub died (explicit mode), else stop the server.")
+    ] = True,
     bundles: Annotated[
         bool, typer.Option(help="An export is served as a bundle: explicit model control, so `cascade rollout` "
                                 "and `cascade rollback` work. --no-bundles serves its model_repository as is.")
@@ -126,7 +129,8 @@ def serve(
             loads = ["*"]
         fields = dict(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, host=host,
                       log_verbose=log_verbose, log_file=log_file, extra_args=list(extra_arg or []),
-                      admin_key=admin_key_from_env())  # restricts the admin-class APIs when set
+                      admin_key=admin_key_from_env(),  # restricts the admin-class APIs when set
+                      stub_watchdog=stub_watchdog)
         export = export_root_of(repo) if bundles and mode == "none" and not loads else None
         if export is not None:
             from cascade.bundles.serve import bundle_server_config, default_repository, prepare_repository

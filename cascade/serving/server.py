@@ -58,6 +58,9 @@ class TritonServerConfig:
     ready_timeout_s: float = 120.0  # used by the context manager
     backend_root: Path | None = None  # default: build_dir()/triton/backends-py<X.Y>
     kill_on_parent_exit: bool = True  # Linux PR_SET_PDEATHSIG(SIGTERM) on the server
+    # Restart a model whose Python stub died (explicit mode) or stop the server (other modes), so it
+    # is never "ready" while a stage fails every request (cascade/serving/stubs.py).
+    stub_watchdog: bool = False
     # Admin-class APIs (cascade.serving.admin.ADMIN_APIS) need the header `admin-key: <key>`
     # when set; clients send cascade.serving.admin.admin_headers(). Never shown in repr or logs.
     admin_key: str | None = field(default=None, repr=False)
@@ -155,6 +158,7 @@ class TritonServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._log_handle: IO[bytes] | None = None
         self._started_at: float | None = None
+        self.watchdog = None  # cascade.serving.stubs.StubWatchdog once ready (config.stub_watchdog)
 
     # ----------------------------------------------------------------- addresses
     @property
@@ -264,6 +268,15 @@ class TritonServer:
             if self.is_ready(timeout_s=min(1.0, max(0.1, deadline - time.monotonic()))):
                 self.ready_seconds = time.monotonic() - self._started_at
                 logger.info("tritonserver pid %s ready in %.2f s", self.pid, self.ready_seconds)
+                if self.config.stub_watchdog and self.watchdog is None:
+                    from cascade.serving.stubs import StubWatchdog
+
+                    policy = "reload" if self.config.model_control_mode == "explicit" else "exit"
+                    self.watchdog = StubWatchdog(self._process.pid, self.http_url, policy=policy)
+                    key = getattr(self.config, "admin_key", None)  # a restricted repository API (r3-image)
+                    if key:
+                        self.watchdog.admin_key = key
+                    self.watchdog.start()
                 return self.ready_seconds
             if time.monotonic() >= deadline:
                 self.stop()
@@ -280,6 +293,9 @@ class TritonServer:
         proc = self._process
         if proc is None:
             return None
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.watchdog = None
         if proc.poll() is None:
             wait_s = timeout_s if timeout_s is not None else self.config.exit_timeout_s + 5.0
             logger.info("stopping tritonserver pid %s", proc.pid)

@@ -91,6 +91,13 @@ class TritonServerFactory:
         assert last_error is not None
         raise last_error
 
+    def discard(self, server: TritonServer) -> None:
+        """Stop ``server`` and forget it (a later call with its repository starts a new one)."""
+        for key, cached in list(self._servers.items()):
+            if cached is server:
+                del self._servers[key]
+        server.stop()
+
     @property
     def servers(self) -> list[TritonServer]:
         return list(self._servers.values())

@@ -19,7 +19,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # the 30 s load runs once, on SQLite: the Redis export is covered by test_recommend/test_faults
+    pytest.mark.parametrize("recommend_server", ["sqlite"], indirect=True),
+]
 
 
 def _http_base(url: str) -> str:

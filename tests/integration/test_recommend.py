@@ -222,12 +222,18 @@ def test_business_and_stage_error_metrics(raw, client, recommend_server, sample_
     while True:
         after = _metrics(recommend_server.metrics_url)
         grew = (_counter(after, "cascade_candidates_retrieved_total") > _counter(before, "cascade_candidates_retrieved_total")
-                and _counter(after, "cascade_cold_start_total") >= _counter(before, "cascade_cold_start_total") + 1)
+                and _counter(after, "cascade_cold_start_total") >= _counter(before, "cascade_cold_start_total") + 1
+                and _counter(after, "cascade_degraded_total", reason="cold_start")
+                >= _counter(before, "cascade_degraded_total", reason="cold_start") + 1)
         if grew or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert _counter(after, "cascade_candidates_retrieved_total") > _counter(before, "cascade_candidates_retrieved_total")
     assert _counter(after, "cascade_cold_start_total") >= _counter(before, "cascade_cold_start_total") + 1
+    assert _counter(after, "cascade_degraded_total", reason="cold_start") >= \
+        _counter(before, "cascade_degraded_total", reason="cold_start") + 1
+    assert any(line.startswith("cascade_degraded_total{") and 'reason="circuit_open"' in line
+               for line in after.splitlines())  # every reason is exported from the start (at 0)
     assert _counter(after, "cascade_stage_errors_total", stage="candidates", code="INVALID_ARG") >= \
         _counter(before, "cascade_stage_errors_total", stage="candidates", code="INVALID_ARG") + 1
     assert 'nv_inference_request_success{model="candidates"' in after

@@ -1,10 +1,13 @@
 """candidates: validate the request, Feast online lookup, encode the user, query tower, retrieval
 (phases in cascade_phase_seconds{model="candidates"}; see config.pbtxt)."""
 
+import time
+
 import numpy as np
 
 from cascade.business.config import BusinessRules
 from cascade.errors import CascadeError
+from cascade.features.guard import REASONS, GuardConfig
 from cascade.online.device import place_stage
 from cascade.online.request import MAX_TOP_K, RecommendRequest, parse_request
 from cascade.online.stages import QueryTowerStage, RetrievalStage, UserFeatureStage, load_workflow
@@ -22,7 +25,8 @@ class TritonPythonModel(StageModel):
         self.max_top_k = min(MAX_TOP_K, manifest.n_candidates)
         workflow = load_workflow(context.export_path("workflow"))
         self.users = UserFeatureStage(context.export_path("feature_repo"), workflow,
-                                      reader=context.parameter("feast_reader", "online_read"))
+                                      reader=context.parameter("feast_reader", "online_read"),
+                                      guard=GuardConfig.from_parameters(context.parameter))
         self.query = QueryTowerStage(
             context.export_path("onnx"), workflow,
             intra_op_threads=int(context.parameter("intra_op_threads", "1")),
@@ -41,15 +45,25 @@ class TritonPythonModel(StageModel):
         self.retrieval = RetrievalStage(context.export_path("index"), manifest.n_candidates, drop_seen=rules.drop_seen,
                                         searcher=searcher,
                                         feature_repo=context.export_path("feature_repo"),  # index extension
-                                        refresh_seconds=float(context.parameter("refresh_seconds", "30")))
+                                        refresh_seconds=float(context.parameter("refresh_seconds", "30")),
+                                        candidates_dir=context.export_path("candidates"))  # item-to-item source
         self.logger.log_info(f"candidates: query tower {self.query.model.providers}, retrieval "
                              f"{'exact on ' + decision.torch_device if searcher else 'FAISS on the CPU'}")
         self.cold_start = self.counter("cascade_cold_start_total", "Requests for users unknown to the feature store")
-        self.degraded = self.counter(
-            "cascade_degraded_total", "Requests answered degraded (cold start or feature-store failure)"
-        )
+        self.degraded = {  # one labelled series per reason, created at load so they show from the start
+            reason: self.counter("cascade_degraded_total",
+                                 "Requests answered degraded (popular items), by reason", {"reason": reason})
+            for reason in ("cold_start", *REASONS)
+        }
         self.retrieved = self.counter("cascade_candidates_retrieved_total", "Candidates returned by retrieval")
         self.clock = self.phases(*PHASES)
+
+    def _warn(self, reason: str | None, error: str) -> None:
+        """One log line per reason change or per 10 s: an outage must not flood the log."""
+        now = time.monotonic()
+        if reason != getattr(self, "_warned_reason", None) or now - getattr(self, "_warned_at", 0.0) > 10.0:
+            self._warned_reason, self._warned_at = reason, now
+            self.logger.log_warn(f"candidates: degraded answers ({reason}): {error}")
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.run_batch([inputs])[0]
@@ -74,26 +88,30 @@ class TritonPythonModel(StageModel):
         if not valid:
             return list(parsed)
         ids = [p.user_id for p in valid]
-        features, error = self.users.read_many(ids)
+        features, error, reason = self.users.read_many(ids)  # bounded: budget + circuit breaker
         clock.lap("feast")
-        users = self.users.encode_many(ids, features, error)
+        users = self.users.encode_many(ids, features, error, reason)
         clock.lap("user_encode")
         queries = self.query.query_many([(u.cat, u.cont, u.lists) for u in users])
         clock.lap("query_tower")
-        rows_of = self.retrieval.retrieve_many(queries, [u.cold_start for u in users], [u.seen_items for u in users],
-                                               [p.exclude_item_ids for p in valid])
+        merged_of = self.retrieval.retrieve_many_sources(queries, [u.cold_start for u in users],
+                                                         [u.seen_items for u in users],
+                                                         [p.exclude_item_ids for p in valid],
+                                                         [u.recent_items for u in users])
         results: list[dict[str, np.ndarray] | CascadeError] = []
-        done = iter(zip(valid, users, rows_of))
+        done = iter(zip(valid, users, merged_of))
         for request in parsed:
             if isinstance(request, CascadeError):
                 results.append(request)
                 continue
-            _, user, rows = next(done)
-            if user.cold_start:
+            _, user, merged = next(done)
+            rows = merged.rows
+            if user.degraded_reason == "cold_start":
                 self.cold_start.increment(1)
-                self.degraded.increment(1)
+            if user.degraded_reason:
+                self.degraded[user.degraded_reason].increment(1)
             if user.feature_store_error:
-                self.logger.log_warn(f"candidates: degraded answer: {user.feature_store_error}")
+                self._warn(user.degraded_reason, user.feature_store_error)
             self.retrieved.increment(len(rows))
             results.append({  # [1, ...]: one request of a batch
                 "user_cat": user.cat,
@@ -102,6 +120,8 @@ class TritonPythonModel(StageModel):
                 "seen_items": user.seen_items.reshape(1, -1),
                 "cold_start": np.array([[user.cold_start]]),
                 "candidate_rows": rows.reshape(1, -1),
+                "candidate_source": merged.source.reshape(1, -1),  # source bitmask (online/candidates.py)
+                "candidate_score": merged.item2item_score.reshape(1, -1),  # item-to-item score
             })
         clock.lap("retrieval")
         return results

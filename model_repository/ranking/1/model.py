@@ -6,7 +6,7 @@ CPU fallback)."""
 import numpy as np
 
 from cascade.online.device import place_stage
-from cascade.online.stages import ItemFeatureStage, RankingStage, load_workflow
+from cascade.online.stages import ItemFeatureStage, RankingStage, candidate_extras, load_workflow
 from cascade.online.torch_ranking import TorchRankingOptions
 from cascade.online.triton import StageContext, StageModel
 
@@ -58,6 +58,7 @@ class TritonPythonModel(StageModel):
         scores = self.stage.score_many(
             [(i["user_cat"], i["user_cont"], i["user_lists"]) for i in batch],
             [(f.cat, f.cont, f.lists) for f in features],
+            [candidate_extras(i) for i in batch],
         )
         clock.lap("ranking")
         version = np.array([[catalog.version.encode()]], dtype=object)

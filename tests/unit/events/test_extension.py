@@ -54,3 +54,18 @@ def test_extension_versions_are_cumulative_and_validated(tmp_path: Path) -> None
         publish_extension(tmp_path, np.array([3, 3]), np.ones((2, 4), np.float32))
     with pytest.raises(SchemaError, match="2 item ids"):
         publish_extension(tmp_path, np.array([3, 4]), np.ones((3, 4), np.float32))
+
+
+def test_catalog_rows_past_its_end_come_back_missing() -> None:
+    """Retrieval may poll a new extension before ranking's catalog has the items: those rows gather
+    as id -1, no category, unavailable (never recommended), the others as usual."""
+    from cascade.online.catalog import EncodedCatalog
+
+    n = 3
+    catalog = EncodedCatalog("v1", np.array([7, 8, 9]), np.arange(n * 2).reshape(n, 2), np.ones((n, 1), np.float32),
+                             np.zeros((n, 0), np.int64), np.array([11, 12, 13]), np.array([True, True, False]), 0, 0.0)
+    got = catalog.gather(np.array([1, 3, 0, 4]))
+    assert got.item_ids.tolist() == [8, -1, 7, -1]
+    assert got.available.tolist() == [True, False, True, False]
+    assert got.category_keys.tolist() == [12, 0, 11, 0]
+    assert got.cat.shape == (4, 2) and got.snapshot_version == "v1"

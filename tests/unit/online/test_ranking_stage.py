@@ -100,3 +100,45 @@ def test_query_tower_batch_matches_one_user_at_a_time(setup) -> None:
     for user, got in zip(users, batched):
         assert got.shape[0] == 1
         np.testing.assert_allclose(got, stage.query(*user), rtol=1e-6, atol=1e-6)
+
+
+def test_candidate_source_and_score_reach_the_graph(tmp_path: Path, setup) -> None:
+    """A DLRM trained with candidate features takes ``candidate_source``/``candidate_score``: the
+    stage feeds what retrieval sent (ONNX == PyTorch), 0 when nothing was sent, and names a
+    wrong-length input."""
+    from cascade.errors import InvalidInputError
+    from cascade.models.dlrm import candidate_specs
+
+    workflow, _, _ = setup
+    specs = specs_from_schema(workflow.output_schema()) + candidate_specs()
+    torch.manual_seed(1)
+    model = DLRM(specs, two_tower=TwoTower(specs_from_schema(workflow.output_schema())).eval()).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    export_dlrm(model, tmp_path)
+    stage = RankingStage(tmp_path / "dlrm.onnx", workflow)
+    assert stage.takes_candidate_features
+    n = 20
+    user = example_inputs(model.user_inputs, 1, seed=3)
+    base_items = example_inputs([s for s in model.item_inputs if s.name not in ("candidate_source", "candidate_score")],
+                                n, seed=4)
+    source = np.random.default_rng(0).integers(0, 8, size=n).astype(np.int64)
+    score = np.random.default_rng(1).random(n).astype(np.float32) * 2
+    packed_user = pack_encoded(user, encoded_layout(workflow, "user"), 1)
+    packed_items = pack_encoded(base_items, encoded_layout(workflow, "item"), n)
+
+    def reference(src: np.ndarray, sc: np.ndarray) -> np.ndarray:
+        feats = {**{k: torch.from_numpy(np.repeat(v, n, axis=0)) for k, v in user.items()},
+                 **{k: torch.from_numpy(v) for k, v in base_items.items()},
+                 "candidate_source": torch.from_numpy(src), "candidate_score": torch.from_numpy(sc)}
+        with torch.no_grad():
+            return model(feats).numpy()
+
+    got = stage.score(*packed_user, *packed_items, (source, score))
+    assert np.abs(got - reference(source, score)).max() <= 1e-5
+    zeros = stage.score(*packed_user, *packed_items)
+    assert np.abs(zeros - reference(np.zeros(n, np.int64), np.zeros(n, np.float32))).max() <= 1e-5
+    assert np.abs(got - zeros).max() > 1e-4  # the inputs matter
+    with pytest.raises(InvalidInputError, match="candidate_source/candidate_score"):
+        stage.score(*packed_user, *packed_items, (source[:3], score))

@@ -41,3 +41,33 @@ def test_seen_items_follow_drop_seen_and_excluded_never_return(index_dir: Path, 
     assert not dropped & set(seen.tolist()) and not dropped & set(exclude.tolist())
     assert set(seen.tolist()) <= kept and not kept & set(exclude.tolist())
     assert len(kept) == 48 and len(dropped) == 45
+
+
+def test_item_to_item_neighbours_join_the_ann_candidates(index_dir: Path, tmp_path: Path) -> None:
+    """With a candidates/ artifact the stage merges neighbours of the recent items into the ANN list
+    (sources and scores travel with each row); without it, the ANN order is unchanged."""
+    from cascade.online.candidates import ANN, ITEM2ITEM, ItemNeighbours, SourceMix
+
+    query = np.load(index_dir / "query.npy")
+    item_ids = np.load(index_dir / "item_ids.npy")
+    plain = RetrievalStage(index_dir, n_candidates=10)
+    ann_only = plain.retrieve(query, False, np.empty(0, np.int64), np.empty(0, np.int64))
+    top20 = RetrievalStage(index_dir, n_candidates=20).retrieve(query, False, np.empty(0, np.int64),
+                                                                np.empty(0, np.int64))
+    outside = np.setdiff1d(np.setdiff1d(np.arange(50), top20), [7])[:3]  # never in the ANN list
+    rows = np.full((50, 3), -1, np.int32)
+    weights = np.zeros((50, 3), np.float32)
+    rows[7, :3], weights[7, :3] = outside, [0.9, 0.5, 0.1]
+    ItemNeighbours(rows, weights, {"mix": SourceMix(item2item=0.3, popular=0.0).to_dict()}).save(tmp_path / "cand")
+    stage = RetrievalStage(index_dir, n_candidates=10, candidates_dir=tmp_path / "cand")
+    merged = stage.retrieve_sources(query, False, np.array([item_ids[7]]), np.empty(0, np.int64),
+                                    recent=np.array([item_ids[7], 999_999]))
+    assert len(merged.rows) == 10 and set(outside.tolist()) <= set(merged.rows.tolist())
+    assert 7 not in merged.rows  # seen
+    by_row = dict(zip(merged.rows.tolist(), merged.source.tolist()))
+    assert all(by_row[r] == ITEM2ITEM for r in outside) and by_row[int(ann_only[0])] & ANN
+    scores = dict(zip(merged.rows.tolist(), merged.item2item_score.tolist()))
+    assert scores[int(outside[0])] == pytest.approx(0.9)
+    missing = RetrievalStage(index_dir, n_candidates=10, candidates_dir=tmp_path / "absent")
+    assert np.array_equal(missing.retrieve(query, False, np.empty(0, np.int64), np.empty(0, np.int64),
+                                           recent=np.array([item_ids[7]])), ann_only)

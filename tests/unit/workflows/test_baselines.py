@@ -163,3 +163,71 @@ def test_oracle_requires_oracle(tmp_path: Path) -> None:
 
     with pytest.raises(NotFoundError):
         OracleRecommender(tmp_path)
+
+
+# -------------------------------------------------------------------------------------------- EASE^R
+
+
+def test_ease_weights_match_the_closed_form() -> None:
+    """B = I - P diag(1/diag P) with P = (G + lambda I)^-1, checked against a plain numpy inverse."""
+    from cascade.workflows.baselines import ease_weights
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 12)) < 0.3).astype(np.float64)
+    gram = x.T @ x
+    b = ease_weights(gram, 5.0)
+    p = np.linalg.inv(gram + 5.0 * np.eye(12))
+    expected = np.eye(12) - p / np.diag(p)[None, :]
+    np.fill_diagonal(expected, 0.0)
+    assert np.allclose(b, expected, atol=1e-5)
+    assert np.all(np.diag(b) == 0)
+    with pytest.raises(InvalidInputError, match="lambda"):
+        ease_weights(gram, 0.0)
+
+
+def test_ease_beats_popularity_excludes_seen_and_falls_back(data) -> None:
+    from cascade.workflows.baselines import EASERecommender
+
+    catalog, train, test = data
+    users, seen, relevant = seen_and_relevant(train, test)
+    ease = EASERecommender(catalog, lam=30.0).fit(train)
+    assert isinstance(ease, BatchRecommender)
+    recs = ease.recommend(users, 10, seen)
+    for row, excluded in zip(recs, seen):
+        assert not np.isin(row, excluded).any()
+        assert len(np.unique(row)) == 10
+    pop = PopularityRecommender.fit(catalog, train)
+    ease_m = ranking_metrics(recs, relevant, ks=(10,))
+    pop_m = ranking_metrics(pop.recommend(users, 10, seen), relevant, ks=(10,))
+    assert ease_m["ndcg@10"] > 1.5 * pop_m["ndcg@10"]
+    none = [np.array([], dtype=np.int64)]
+    assert np.array_equal(ease.recommend(np.array([-5]), 5, none), pop.recommend(np.array([-5]), 5, none))
+
+
+def test_ease_tune_picks_the_best_validation_lambda_and_refits(data) -> None:
+    from cascade.workflows.baselines import EASERecommender
+
+    catalog, train, _ = data
+    ease = EASERecommender.tune(catalog, train, lambdas=(1.0, 30.0, 3000.0), progress=False)
+    tuning = ease.tuning
+    assert tuning is not None and [r.params.lam for r in tuning.results] == [1.0, 30.0, 3000.0]
+    best = max(tuning.results, key=lambda r: r.metrics["ndcg@10"])
+    assert ease.lam == best.params.lam == tuning.best.lam
+    assert ease.details()["tuning"]["grid"][0]["lam"] == 1.0
+    # the refit uses all of train: its user set is train's, not the fit part's
+    assert len(ease._user_ids) == train["user_id"].nunique()
+    with pytest.raises(InvalidInputError, match="objective"):
+        EASERecommender.tune(catalog, train, lambdas=(1.0,), objective="auc", progress=False)
+    with pytest.raises(InvalidInputError, match="grid is empty"):
+        EASERecommender.tune(catalog, train, lambdas=(), progress=False)
+
+
+def test_ease_refuses_catalogs_above_the_cap(data, monkeypatch) -> None:
+    import cascade.workflows.baselines as baselines
+
+    catalog, train, _ = data
+    monkeypatch.setattr(baselines, "EASE_MAX_ITEMS", 100)  # the 120-item catalog is now "too big"
+    with pytest.raises(InvalidInputError, match="skipped above 100 items"):
+        baselines.EASERecommender.tune(catalog, train, progress=False)
+    with pytest.raises(InvalidInputError, match="above 100 items"):
+        baselines.EASERecommender(catalog).fit(train)

@@ -52,6 +52,9 @@ def test_layout_matches_design(trained: tuple) -> None:
     assert meta["index_type"] == "IndexFlatIP" and meta["recall@100_vs_exact"] == 1.0
     r = json.loads((art / "retrieval/meta.json").read_text())
     assert r["dim"] == 32 and r["temperature"] > 0 and r["training"]["best_epoch"] >= 1
+    cand = json.loads((art / "candidates/meta.json").read_text())
+    assert cand["method"] == "ease" and cand["n_items"] == 200 and cand["lambda"] > 0
+    assert np.load(art / "candidates/neighbours.npy").shape == (200, cand["top_m"])
 
 
 def test_onnx_inputs_are_workflow_outputs(trained: tuple) -> None:
@@ -65,7 +68,8 @@ def test_onnx_inputs_are_workflow_outputs(trained: tuple) -> None:
     assert [i.name for i in onnx_session(art / "retrieval/user_tower.onnx").get_inputs()] == user
     assert [i.name for i in onnx_session(art / "retrieval/item_tower.onnx").get_inputs()] == item
     ranker = onnx_session(art / "ranking/dlrm.onnx")
-    assert [i.name for i in ranker.get_inputs()] == user + item + ["user_row"]
+    # + the per-candidate inputs retrieval sends (source bitmask, item-to-item score), then user_row
+    assert [i.name for i in ranker.get_inputs()] == user + item + ["candidate_source", "candidate_score", "user_row"]
     assert [o.name for o in ranker.get_outputs()] == ["score"]
 
 
