@@ -22,7 +22,9 @@ MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 FORMAT_VERSION = 1
 NOT_LISTED = frozenset({MANIFEST_FILE, SIGNATURE_FILE})
-MUTABLE = ("feature_repo/data/online.db", "feature_repo/item_snapshot/", "feature_repo/feature_store.yaml")
+# registry.db and .cascade/ record materialization intervals: every (re-)materialization rewrites them
+MUTABLE = ("feature_repo/data/online.db", "feature_repo/item_snapshot/", "feature_repo/feature_store.yaml",
+           "feature_repo/data/registry.db", "feature_repo/.cascade/")
 IGNORED_PARTS = frozenset({"__pycache__"})
 IGNORED_SUFFIXES = (".pyc",)
 
