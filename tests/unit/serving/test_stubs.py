@@ -57,17 +57,19 @@ def test_stubs_are_found_by_model_version_and_instance(fake_stub) -> None:
 def test_a_killed_stub_is_dead_and_a_replaced_one_is_not(fake_stub) -> None:
     import os
 
-    ranking = fake_stub("ranking", "ranking_0_0")
-    transform = fake_stub("transform", "transform_0_0")
-    _wait_for(lambda: len(python_stubs(os.getpid())) >= 2)
+    # Model names no real server uses: a session tritonserver started by an integration test in the
+    # same pytest run is also our child, and its real "ranking_0_0" stub would count as a successor.
+    ranking = fake_stub("fake_ranking", "fake_ranking_0_0")
+    transform = fake_stub("fake_transform", "fake_transform_0_0")
+    _wait_for(lambda: len([s for s in python_stubs(os.getpid()) if s.model.startswith("fake_")]) >= 2)
     watchdog = StubWatchdog(os.getpid(), "http://127.0.0.1:1")
     watchdog._known = {s.pid: s for s in python_stubs(os.getpid())}
     ranking.kill()  # stays a zombie until reaped: counts as dead
     dead = _wait_for(watchdog.dead_stubs)
-    assert [s.instance for s in dead] == ["ranking_0_0"]
+    assert [s.instance for s in dead] == ["fake_ranking_0_0"]
     # a reload starts the new stub before the old one exits: not a death
-    fake_stub("transform", "transform_0_0")
-    _wait_for(lambda: len([s for s in python_stubs(os.getpid()) if s.model == "transform"]) == 2)
+    fake_stub("fake_transform", "fake_transform_0_0")
+    _wait_for(lambda: len([s for s in python_stubs(os.getpid()) if s.model == "fake_transform"]) == 2)
     watchdog.dead_stubs()
     transform.kill()
     time.sleep(0.1)
