@@ -14,7 +14,9 @@ gRPC checks ``triton-grpc-protocol-admin-key`` (Triton prefixes gRPC restriction
     http_client.load_model("recommend", headers=admin_headers("http"))
     grpc_client.load_model("recommend", headers=admin_headers("grpc"))
 
-The key comes from ``CASCADE_TRITON_ADMIN_KEY`` (Kubernetes: a Secret). Triton itself only takes
+The key comes from ``CASCADE_TRITON_ADMIN_KEY``, else from the file named by
+``CASCADE_TRITON_ADMIN_KEY_FILE`` (Kubernetes: a mounted Secret, so the key is not in any process
+environment; tritonserver and its stubs never inherit either variable). Triton itself only takes
 the key as a command-line value, so it is readable in ``/proc/<pid>/cmdline`` by processes of the
 same user in the same PID namespace; see k8s/README.md "Admin key".
 """
@@ -24,10 +26,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from cascade.errors import InvalidInputError
 
 ADMIN_KEY_ENV = "CASCADE_TRITON_ADMIN_KEY"
+ADMIN_KEY_FILE_ENV = "CASCADE_TRITON_ADMIN_KEY_FILE"
 ADMIN_KEY_HEADER = "admin-key"  # the key name in the flags, and the HTTP header
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"  # gRPC metadata key = prefix + ADMIN_KEY_HEADER
 PROTOCOLS = ("http", "grpc")
@@ -66,9 +70,23 @@ def restricted_api_args(key: str, apis: Iterable[str] = ADMIN_APIS) -> list[str]
 
 
 def admin_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    """``CASCADE_TRITON_ADMIN_KEY`` (validated), or None when unset/empty."""
-    value = (os.environ if env is None else env).get(ADMIN_KEY_ENV, "").strip()
-    return validate_admin_key(value, ADMIN_KEY_ENV) if value else None
+    """``CASCADE_TRITON_ADMIN_KEY``, else the content of the file ``CASCADE_TRITON_ADMIN_KEY_FILE``
+    names (validated), or None when neither is set."""
+    env = os.environ if env is None else env
+    value = env.get(ADMIN_KEY_ENV, "").strip()
+    if value:
+        return validate_admin_key(value, ADMIN_KEY_ENV)
+    path = env.get(ADMIN_KEY_FILE_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as error:
+        raise InvalidInputError(f"{ADMIN_KEY_FILE_ENV}: cannot read the admin key file {path} "
+                                f"({error.strerror}); expected a file holding the key") from None
+    if not value:
+        raise InvalidInputError(f"{ADMIN_KEY_FILE_ENV}: the admin key file {path} is empty")
+    return validate_admin_key(value, f"{ADMIN_KEY_FILE_ENV} ({path})")
 
 
 def admin_header_name(protocol: str) -> str:

@@ -14,6 +14,8 @@ import typer
 from cascade.errors import CascadeError, NotFoundError, UnavailableError
 from cascade.paths import latest_export_pointer
 
+ENSEMBLE = "recommend"
+
 POLL_INTERVAL_S = 0.5
 
 
@@ -115,6 +117,13 @@ def serve(
     repository: Annotated[
         Optional[Path], typer.Option(help="Bundle repository folder (default build/bundles/repository-<grpc port>).")
     ] = None,
+    health_port: Annotated[
+        Optional[int], typer.Option(help="Serve GET /ready and /live on this port (Kubernetes probes): /ready is 200 "
+                                         "only while --ready-model is ready and no Python stub is dead.")
+    ] = None,
+    ready_model: Annotated[
+        Optional[str], typer.Option(help="The model /ready waits for. Default: recommend (if served), else every model.")
+    ] = None,
 ) -> None:
     """Serve an export as a bundle (or a model repository) with the bundled tritonserver until Ctrl-C or SIGTERM."""
     from cascade.serving.admin import ADMIN_KEY_ENV, admin_key_from_env
@@ -130,8 +139,12 @@ def serve(
         fields = dict(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, host=host,
                       log_verbose=log_verbose, log_file=log_file, extra_args=list(extra_arg or []),
                       admin_key=admin_key_from_env(),  # restricts the admin-class APIs when set
-                      stub_watchdog=stub_watchdog)
+                      stub_watchdog=stub_watchdog, health_port=health_port)
         export = export_root_of(repo) if bundles and mode == "none" and not loads else None
+        if ready_model is None and export is None and not (resolve_repository(repo) / ENSEMBLE).is_dir():
+            fields["ready_model"] = None  # a plain repository without `recommend`: Triton's own readiness
+        elif ready_model is not None:
+            fields["ready_model"] = ready_model
         if export is not None:
             from cascade.bundles.serve import bundle_server_config, default_repository, prepare_repository
 
@@ -159,6 +172,8 @@ def serve(
             f"  gRPC     {server.grpc_url}\n"
             f"  metrics  {server.metrics_url}\n"
             f"  log      {server.log_file}\n"
+            + (f"  health   {server.health_url}/ready (503 while {config.ready_model or 'a model'} is not ready "
+               "or a stub is dead)\n" if server.health_url else "")
             + (f"  admin APIs need the admin-key header (${ADMIN_KEY_ENV})\n" if config.admin_key else "")
             + "Press Ctrl-C to stop."
         )

@@ -61,10 +61,15 @@ def build_server_env(
     """Environment for tritonserver: ``base_env`` (default ``os.environ``) with LD_LIBRARY_PATH
     and PATH prepended as described in the module docstring."""
     env = dict(os.environ if base_env is None else base_env)
-    env["LD_LIBRARY_PATH"] = _prepend(
-        [str(libpython_dir(config_vars)), str(install.libs)], env.get("LD_LIBRARY_PATH")
-    )
+    if install.libs is not None:  # the wheel's binary; a system installation keeps its image's path
+        env["LD_LIBRARY_PATH"] = _prepend(
+            [str(libpython_dir(config_vars)), str(install.libs)], env.get("LD_LIBRARY_PATH")
+        )
     env["PATH"] = _prepend([str(Path(prefix or sys.prefix) / "bin")], env.get("PATH"))
     env.pop("PYTHONHOME", None)  # would override the prefix the stub derives from PATH
+    # The admin key reaches tritonserver on its command line only; the stubs (model code) never
+    # inherit it (cascade.serving.admin).
+    for name in ("CASCADE_TRITON_ADMIN_KEY", "CASCADE_TRITON_ADMIN_KEY_FILE"):
+        env.pop(name, None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # tritonserver's own Python (the stubs may ignore it: cascade.bundles.models)
     return env

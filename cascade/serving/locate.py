@@ -1,4 +1,10 @@
-"""Find the tritonserver binary and Python-backend files bundled in the ``nvidia-pytriton`` wheel.
+"""Find the tritonserver binary and Python-backend files bundled in the ``nvidia-pytriton`` wheel,
+or a system installation (the NGC ``tritonserver`` image: ``/opt/tritonserver``).
+
+``CASCADE_TRITONSERVER_HOME`` (the serving image sets it to ``/opt/tritonserver``) selects a system
+installation: ``bin/tritonserver``, ``backends/`` (used as ``--backend-directory`` as is, its
+``python/`` stub built for the image's Python), ``caches/``; nothing is copied and the image's
+library path is left alone.
 
 Only the wheel's files are used (binary, python backend, stubs, caches, shared libraries), never
 the PyTriton Python API. :func:`prepare_backend_dir` assembles the backend folder that Triton's
@@ -35,8 +41,13 @@ class TritonInstall:
     python_backend: Path
     stub: Path
     caches: Path
-    libs: Path
+    libs: Path | None  # the wheel's bundled shared libraries; None for a system installation
     python_version: tuple[int, int]
+    backends: Path | None = None  # a system installation's --backend-directory (used as is)
+
+    @property
+    def system(self) -> bool:
+        return self.backends is not None
 
 
 def pytriton_package_dir() -> Path:
@@ -56,15 +67,39 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
+TRITON_HOME_ENV = "CASCADE_TRITONSERVER_HOME"
+
+
+def locate_system_triton(home: Path, python_version: tuple[int, int] | None = None) -> TritonInstall:
+    """A tritonserver installed under ``home`` (NGC image layout); NotFoundError naming what is missing."""
+    home = Path(home)
+    version = python_version or (sys.version_info.major, sys.version_info.minor)
+    where = f"{TRITON_HOME_ENV}={home}"
+    if not (home / "bin" / "tritonserver").is_file():
+        raise NotFoundError(f"{where}: {home / 'bin' / 'tritonserver'} not found; expected a Triton "
+                            "installation (the NGC tritonserver image has it at /opt/tritonserver)")
+    python_backend = home / "backends" / "python"
+    for name in (*PYTHON_BACKEND_FILES, STUB_NAME):
+        if not (python_backend / name).is_file():
+            raise NotFoundError(f"{where}: python backend file {python_backend / name} not found")
+    return TritonInstall(binary=home / "bin" / "tritonserver", python_backend=python_backend,
+                         stub=python_backend / STUB_NAME, caches=home / "caches", libs=None,
+                         python_version=version, backends=home / "backends")
+
+
 def locate_triton(
     package_dir: Path | None = None, python_version: tuple[int, int] | None = None
 ) -> TritonInstall:
-    """Locate the bundled tritonserver files.
+    """Locate the tritonserver files: ``CASCADE_TRITONSERVER_HOME`` when set (and no
+    ``package_dir`` is given), else the ones bundled in nvidia-pytriton.
 
     ``package_dir`` is the ``pytriton`` package folder (default: the installed one);
     ``python_version`` picks the backend stub (default: the running interpreter's).
     Raises NotFoundError naming the missing file.
     """
+    home = os.environ.get(TRITON_HOME_ENV, "").strip()
+    if home and package_dir is None:
+        return locate_system_triton(Path(home), python_version)
     pkg = Path(package_dir) if package_dir is not None else pytriton_package_dir()
     version = python_version or (sys.version_info.major, sys.version_info.minor)
     root = _require(pkg / "tritonserver", "tritonserver folder")

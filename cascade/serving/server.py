@@ -61,6 +61,10 @@ class TritonServerConfig:
     # Restart a model whose Python stub died (explicit mode) or stop the server (other modes), so it
     # is never "ready" while a stage fails every request (cascade/serving/stubs.py).
     stub_watchdog: bool = False
+    # A readiness/liveness endpoint for Kubernetes (cascade/serving/health.py): GET /ready is 200 only
+    # while `ready_model` is ready and no stub is dead; None: none. Listens on `host`.
+    health_port: int | None = None
+    ready_model: str | None = "recommend"  # None: Triton's /v2/health/ready
     # Admin-class APIs (cascade.serving.admin.ADMIN_APIS) need the header `admin-key: <key>`
     # when set; clients send cascade.serving.admin.admin_headers(). Never shown in repr or logs.
     admin_key: str | None = field(default=None, repr=False)
@@ -82,11 +86,13 @@ class TritonServerConfig:
             raise InvalidInputError("repository_poll_secs needs model_control_mode 'poll'")
         ports = {"http_port": self.http_port, "grpc_port": self.grpc_port,
                  "metrics_port": self.metrics_port}
+        if self.health_port is not None:
+            ports["health_port"] = self.health_port
         for name, port in ports.items():
             if not isinstance(port, int) or not 1 <= port <= 65535:
                 raise InvalidInputError(f"{name}: expected an integer in 1..65535, got {port!r}")
         if len(set(ports.values())) != len(ports):
-            raise InvalidInputError(f"http_port, grpc_port and metrics_port must differ, got {ports}")
+            raise InvalidInputError(f"{', '.join(ports)} must differ, got {ports}")
         if self.log_verbose < 0:
             raise InvalidInputError(f"log_verbose: expected an integer >= 0, got {self.log_verbose}")
         for arg in self.extra_args:
@@ -159,6 +165,7 @@ class TritonServer:
         self._log_handle: IO[bytes] | None = None
         self._started_at: float | None = None
         self.watchdog = None  # cascade.serving.stubs.StubWatchdog once ready (config.stub_watchdog)
+        self.health = None  # cascade.serving.health.HealthEndpoint (config.health_port)
 
     # ----------------------------------------------------------------- addresses
     @property
@@ -205,9 +212,12 @@ class TritonServer:
             )
         install = locate_triton()
         version = f"{install.python_version[0]}.{install.python_version[1]}"
-        backend_root = prepare_backend_dir(
-            install, self.config.backend_root or build_dir() / "triton" / f"backends-py{version}"
-        )
+        if install.backends is not None:  # a system installation (the serving image): as installed
+            backend_root = Path(self.config.backend_root or install.backends)
+        else:
+            backend_root = prepare_backend_dir(
+                install, self.config.backend_root or build_dir() / "triton" / f"backends-py{version}"
+            )
         env = build_server_env(install)
         cmd = build_command(self.config, install.binary, backend_root, install.caches)
         self.log_file = Path(self.config.log_file or self._default_log_file())
@@ -230,6 +240,25 @@ class TritonServer:
         except OSError as exc:
             self._close_log()
             raise ServerStartError(f"cannot execute {install.binary}: {exc}") from exc
+        if self.config.health_port is not None and self.health is None:
+            self._start_health()
+
+    def _start_health(self) -> None:
+        from cascade.serving.health import HealthChecks, HealthEndpoint
+
+        checks = HealthChecks(self.http_url, process_running=lambda: self.poll() is None,
+                              watchdog=lambda: self.watchdog, ready_model=self.config.ready_model)
+        try:
+            self.health = HealthEndpoint(checks, self.config.host, int(self.config.health_port or 0)).start()
+        except OSError as exc:
+            self.stop()
+            raise ServerStartError(f"health endpoint: cannot listen on {self.config.host}:"
+                                   f"{self.config.health_port}: {exc}") from exc
+
+    @property
+    def health_url(self) -> str | None:
+        """``http://host:port`` of the readiness endpoint (GET /ready, /live), None without one."""
+        return f"http://{self.client_host}:{self.health.port}" if self.health is not None else None
 
     def _default_log_file(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -296,6 +325,9 @@ class TritonServer:
         if self.watchdog is not None:
             self.watchdog.stop()
             self.watchdog = None
+        if self.health is not None:
+            self.health.stop()
+            self.health = None
         if proc.poll() is None:
             wait_s = timeout_s if timeout_s is not None else self.config.exit_timeout_s + 5.0
             logger.info("stopping tritonserver pid %s", proc.pid)

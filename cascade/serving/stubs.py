@@ -93,7 +93,7 @@ class StubWatchdog:
     http_url: str
     policy: Policy = "reload"
     interval_s: float = 0.5
-    admin_key: str | None = field(default_factory=lambda: os.environ.get(ADMIN_KEY_ENV))
+    admin_key: str | None = field(default_factory=lambda: _admin_key_from_env())
     on_event: Callable[[str], None] | None = None  # also called with each log line (tests, benchmarks)
     events: list[str] = field(default_factory=list)
 
@@ -102,6 +102,8 @@ class StubWatchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reloading: set[str] = set()
+        self._down: dict[str, float] = {}  # model -> monotonic time its stub was found dead (until reloaded)
+        self._lock = threading.Lock()  # check() runs on the loop thread and on readiness probes
 
     def start(self) -> "StubWatchdog":
         self._known = {s.pid: s for s in python_stubs(self.server_pid) if s.instance != s.model}
@@ -127,6 +129,19 @@ class StubWatchdog:
             except Exception as exc:  # noqa: BLE001 - the watchdog must outlive one bad poll
                 LOG.warning("stub watchdog poll failed: %s", exc)
 
+    def health(self) -> tuple[bool, str]:
+        """Poll now; (False, reason) while a model whose stub died is not reloaded yet."""
+        try:
+            self.check()
+        except Exception as exc:  # noqa: BLE001 - a failed poll says nothing about the stubs
+            LOG.debug("stub watchdog poll failed: %s", exc)
+        down = dict(self._down)
+        if not down:
+            return True, "all python stubs alive"
+        now = time.monotonic()
+        return False, "; ".join(f"model {m}: python stub died {now - t:.1f} s ago, reload in progress"
+                                for m, t in sorted(down.items()))
+
     def dead_stubs(self) -> list[Stub]:
         """Stubs seen at the previous poll that are gone without a same-instance successor."""
         # a stub named after the model itself (not <model>_<group>_<index>) is the short-lived one the
@@ -139,6 +154,10 @@ class StubWatchdog:
 
     def check(self) -> list[Stub]:
         """One poll; acts on dead stubs whose model version is still READY. Returns them."""
+        with self._lock:
+            return self._check()
+
+    def _check(self) -> list[Stub]:
         dead = self.dead_stubs()
         if not dead:
             return []
@@ -154,6 +173,8 @@ class StubWatchdog:
             self._event(f"python stub {stub.instance} (model {stub.model}, pid {stub.pid}) died")
         if not crashed:
             return []
+        for stub in crashed:
+            self._down.setdefault(stub.model, time.monotonic())
         if self.policy == "exit":
             self._event(f"stopping tritonserver pid {self.server_pid} (cannot reload in this model control mode)")
             try:
@@ -170,6 +191,7 @@ class StubWatchdog:
         start = time.monotonic()
         try:
             _request(f"{self.http_url}/v2/repository/models/{model}/load", self.admin_key)
+            self._down.pop(model, None)
             self._event(f"model {model} reloaded (fresh stubs) in {time.monotonic() - start:.1f} s")
         except (urllib.error.URLError, OSError) as exc:
             self._event(f"reload of model {model} failed ({exc}); stopping tritonserver pid {self.server_pid}")
@@ -179,6 +201,16 @@ class StubWatchdog:
                 pass
         finally:
             self._reloading.discard(model)
+
+
+def _admin_key_from_env() -> str | None:
+    from cascade.errors import CascadeError
+    from cascade.serving.admin import admin_key_from_env
+
+    try:
+        return admin_key_from_env()
+    except CascadeError:
+        return os.environ.get(ADMIN_KEY_ENV) or None
 
 
 def _server_gone(pid: int) -> bool:
