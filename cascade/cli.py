@@ -21,6 +21,7 @@ from cascade.workflows.demo import demo
 from cascade.client_cli import recommend
 from cascade.loadtest_cli import loadtest
 from cascade.bundles.signing_cli import keys_app, sign
+from cascade.bundles.objects_cli import app as objects_app
 
 app = typer.Typer(
     name="cascade",
@@ -48,6 +49,7 @@ app.command("demo")(demo)
 app.command("loadtest")(loadtest)
 app.add_typer(keys_app, name="keys", help="Ed25519 keys that sign exports.")
 app.command("sign")(sign)
+app.add_typer(objects_app, name="objects", help="Read published bundles from s3:// or file:// (the k8s model-sync containers).")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -116,3 +116,51 @@ def recovery_seconds(samples: Sequence[Sample], fault_end: float) -> float | Non
         return None
     bad = [s.done for s in after if not s.ok or s.degraded]
     return round(max(bad) - fault_end, 3) if bad else 0.0
+
+
+@dataclass
+class ProbeTimeline:
+    """Polls a readiness URL (``cascade serve --health-port``: ``.../ready``) every ``interval_s``
+    like a kubelet would, keeping ``(time, ready)``; :meth:`summary` says when it flipped."""
+
+    url: str
+    interval_s: float = 0.1
+    probes: list[tuple[float, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="probe-timeline", daemon=True)
+
+    def start(self) -> "ProbeTimeline":
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[tuple[float, bool]]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return list(self.probes)
+
+    def _loop(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as response:
+                    ok = response.status == 200
+            except (urllib.error.URLError, OSError):
+                ok = False
+            self.probes.append((time.monotonic(), ok))
+            self._stop.wait(self.interval_s)
+
+    def summary(self, fault_start: float) -> dict:
+        """Seconds from ``fault_start`` to the first unready probe and to ready again after it,
+        and whether any probe between those two said ready."""
+        after = [(t, ok) for t, ok in self.probes if t >= fault_start]
+        first_unready = next((t for t, ok in after if not ok), None)
+        ready_again = next((t for t, ok in after if ok and first_unready is not None and t > first_unready), None)
+        return {
+            "unready_after_s": round(first_unready - fault_start, 2) if first_unready is not None else None,
+            "ready_again_after_s": round(ready_again - fault_start, 2) if ready_again is not None else None,
+            "probes": len(after),
+        }

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,3 +69,39 @@ def redis_db(redis_server) -> str:
     if db > 63:
         pytest.fail("more than 63 tests asked for their own Redis database; raise --databases in RedisServer.start")
     return f"{redis_server.address},db={db}"
+
+
+@pytest.fixture
+def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 EMULATOR in server mode (a local process on a free port; S3 itself cannot be reached
+    here), with a bucket `models`; AWS_ENDPOINT_URL and test credentials are set for boto3."""
+    import boto3
+
+    from cascade.serving.ports import free_ports
+
+    (port,) = free_ports(1)
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120  # a loaded CI box can take a while to import moto
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("moto_server did not start")
+                time.sleep(0.2)
+        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(key, value)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="models")
+        yield endpoint
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # werkzeug may sit in a request; it is ours to stop
+            server.kill()
+            server.wait(timeout=10)

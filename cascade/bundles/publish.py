@@ -39,6 +39,14 @@ class Store(ABC):
     def get_bytes(self, key: str) -> bytes | None:
         """The object's bytes, None when it does not exist."""
 
+    @abstractmethod
+    def list_objects(self, prefix: str) -> dict[str, int]:
+        """Every object whose key starts with ``prefix``: key -> size in bytes."""
+
+    @abstractmethod
+    def get_file(self, key: str, path: Path) -> None:
+        """Download one object into ``path`` (replaced in one rename)."""
+
     def publish_bundle(self, export_root: Path, bundle_id: str, files: list[str], evaluation: dict | None) -> None:
         for rel in files:
             self.put_file(f"{bundle_id}/{rel}", export_root / rel)
@@ -78,6 +86,24 @@ class FileStore(Store):
         path = self.root / key
         return path.read_bytes() if path.is_file() else None
 
+    def list_objects(self, prefix: str) -> dict[str, int]:
+        base = self.root / prefix
+        folder = base if prefix.endswith("/") or base.is_dir() else base.parent
+        if not folder.is_dir():
+            return {}
+        out = {}
+        for path in folder.rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and ".tmp-" not in path.name:
+                out[key] = path.stat().st_size
+        return out
+
+    def get_file(self, key: str, path: Path) -> None:
+        source = self.root / key
+        if not source.is_file():
+            raise NotFoundError(f"{self.url}: no object {key}")
+        _replace(path, lambda tmp: shutil.copyfile(source, tmp))
+
 
 class S3Store(Store):
     def __init__(self, bucket: str, prefix: str, url: str) -> None:
@@ -106,6 +132,29 @@ class S3Store(Store):
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise
+
+    def list_objects(self, prefix: str) -> dict[str, int]:
+        out = {}
+        start = len(self.prefix) + 1 if self.prefix else 0
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                out[item["Key"][start:]] = int(item["Size"])
+        return out
+
+    def get_file(self, key: str, path: Path) -> None:
+        _replace(path, lambda tmp: self.client.download_file(self.bucket, self._key(key), str(tmp)))
+
+
+def _replace(path: Path, write) -> None:
+    """Write ``path`` through a temporary sibling and one rename (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def open_store(url: str) -> Store:

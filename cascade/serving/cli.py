@@ -107,6 +107,9 @@ def serve(
         typer.Option(help="Extra tritonserver option, e.g. --extra-arg=--cache-config=local,size=1048576 (repeatable)."),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 120.0,
+    exit_timeout: Annotated[
+        int, typer.Option(help="On Ctrl-C/SIGTERM, seconds tritonserver drains in-flight requests (--exit-timeout-secs).")
+    ] = 10,
     stub_watchdog: Annotated[
         bool, typer.Option(help="Restart a model whose Python stub died (explicit mode), else stop the server.")
     ] = True,
@@ -139,7 +142,7 @@ def serve(
         fields = dict(http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, host=host,
                       log_verbose=log_verbose, log_file=log_file, extra_args=list(extra_arg or []),
                       admin_key=admin_key_from_env(),  # restricts the admin-class APIs when set
-                      stub_watchdog=stub_watchdog, health_port=health_port)
+                      stub_watchdog=stub_watchdog, health_port=health_port, exit_timeout_s=exit_timeout)
         export = export_root_of(repo) if bundles and mode == "none" and not loads else None
         if ready_model is None and export is None and not (resolve_repository(repo) / ENSEMBLE).is_dir():
             fields["ready_model"] = None  # a plain repository without `recommend`: Triton's own readiness

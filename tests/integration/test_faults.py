@@ -61,13 +61,13 @@ def stack(tiny_trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
     export = export_repository(data, root / "export", artifacts_dir=artifacts, online_store="redis",
                                redis_connection=redis.address).root
     redis.kill()  # the server below starts while the feature store is down
-    http, grpc, metrics = free_ports(3)
+    http, grpc, metrics, health = free_ports(4)
     previous = os.environ.get(BUDGET_ENV)
     os.environ[BUDGET_ENV] = BUDGET_MS  # inherited by tritonserver and its stubs
     server = TritonServer(TritonServerConfig(
         model_repository=export / "model_repository", http_port=http, grpc_port=grpc, metrics_port=metrics,
         model_control_mode="explicit", load_models=["*"], stub_watchdog=True, exit_timeout_s=5,
-        log_file=root / "tritonserver.log",
+        log_file=root / "tritonserver.log", health_port=health,  # the pod's readinessProbe (k8s/base)
     ))
     server.start()
     try:
@@ -149,16 +149,21 @@ def test_killed_redis_restarted_empty_and_rematerialized(stack: Stack) -> None:
 
 def test_a_killed_stub_is_restarted_by_the_watchdog(stack: Stack) -> None:
     """Triton 2.51 does not restart a dead Python stub and stays "ready"; the watchdog reloads the
-    model (explicit mode), so answers come back within seconds instead of never."""
+    model (explicit mode), so answers come back within seconds instead of never, and the pod's
+    readiness endpoint (what the kubelet probes) says not-ready from the death until the reload
+    finished (issue 18: never "ready" while every request fails)."""
     import os
     import signal
 
     from cascade.serving.stubs import python_stubs
+    from loadtests.timeline import ProbeTimeline
 
     ranking = [s for s in python_stubs(stack.server.pid) if s.model == "ranking"]
     assert ranking, python_stubs(stack.server.pid)
+    probe = ProbeTimeline(f"{stack.server.health_url}/ready", interval_s=0.1).start()
     load = stack.load()
     time.sleep(1.0)
+    assert probe.probes and all(ok for _, ok in probe.probes), probe.probes[-5:]
     killed = time.monotonic()
     os.kill(ranking[0].pid, signal.SIGKILL)
     deadline = killed + 60
@@ -170,13 +175,21 @@ def test_a_killed_stub_is_restarted_by_the_watchdog(stack: Stack) -> None:
             break
     time.sleep(2.0)
     samples = load.stop()
+    probes = probe.stop()
     after = [s for s in samples if s.sent > killed]
     failed = [s for s in after if not s.ok]
     recovered = max(s.done for s in failed) - killed if failed else 0.0
-    row = {**summarize(samples, killed, time.monotonic()), "recovered_after_s": round(recovered, 2),
+    flip = probe.summary(killed)
+    row = {**summarize(samples, killed, time.monotonic()), "recovered_after_s": round(recovered, 2), **flip,
            "watchdog": stack.server.watchdog.events if stack.server.watchdog else []}
     _report("python stub kill -9 (ranking)", row)
     assert any("reloaded" in e for e in row["watchdog"]), row["watchdog"]
+    # not ready within ~1 s of the death (probes every 0.1 s; the watchdog polls at each probe) ...
+    assert flip["unready_after_s"] is not None and flip["unready_after_s"] <= 1.5, flip
+    # ... and ready again only once the reload finished: no failure was sent after it said ready again
+    assert flip["ready_again_after_s"] is not None, flip
+    ready_again = killed + flip["ready_again_after_s"]
+    assert not [s for s in failed if s.sent >= ready_again], (flip, [s.sent - killed for s in failed], probes[-50:])
     assert after[-1].ok and all(s.ok for s in after[-10:])  # serving again
     new = [s for s in python_stubs(stack.server.pid) if s.model == "ranking"]
     assert new and new[0].pid != ranking[0].pid

@@ -3,28 +3,35 @@
 # the same rollout logic as everywhere else (`cascade rollout`: verify sha256 + code version, load
 # beside the live bundle, smoke, switch `recommend` in one step, keep the previous one loaded).
 #   model-sync.sh once    init container: download + verify EXPORT_VERSION (or LATEST) into
-#                         /export/bundles/<id>/ (Triton then starts; `watch` rolls it out)
+#                         /export/bundles/<id>/ and name it in /export/.initial (the Triton
+#                         container's `cascade serve` rolls it out first)
 #   model-sync.sh watch   sidecar, every SYNC_INTERVAL_SECONDS:
 #     * the live bundle is read from Triton itself (`cascade bundles --live`), never from a file
 #       written beforehand, so a sidecar killed at any point simply retries on restart;
 #     * a wanted bundle is downloaded into bundles/.partial-<id>/, verified against its manifest
 #       (`cascade verify`), and only then renamed to bundles/<id>/ and rolled out: a failed or
-#       interrupted `aws s3 sync` is never activated;
+#       interrupted download is never activated;
 #     * failures are retried with exponential backoff (SYNC_BACKOFF_SECONDS doubling, at most
 #       SYNC_BACKOFF_MAX_SECONDS), at most SYNC_MAX_ATTEMPTS times per bundle; then the bundle is
 #       marked bad (bundles/.failed-<id>) until LATEST names another one. Live traffic stays put;
 #     * bundle folders Triton no longer holds are pruned; the live bundle's item snapshot follows
 #       the materialization CronJob (feature_repo/item_snapshot/, no reload).
 #
+# Runs in the serving image: downloads with `cascade objects cat|sync` (boto3, IRSA credentials;
+# AWS_ENDPOINT_URL for an S3-compatible endpoint), checks with `cascade verify` (the signature too
+# when CASCADE_BUNDLE_PUBLIC_KEY is set), loads with `cascade rollout` (admin key from
+# CASCADE_TRITON_ADMIN_KEY_FILE or CASCADE_TRITON_ADMIN_KEY).
 # S3:      s3://$EXPORT_BUCKET/$EXPORT_PREFIX/<id>/...  (`cascade release --publish`), .../LATEST
 # /export: bundles/<id>/                  verified bundles (the stages read their artifacts here)
 #          repository/                    Triton's --model-repository, explicit model control (written
 #                                         by `cascade rollout`: <stage>__<id>/, recommend/, ...)
 #          .live                          the live bundle, written only after a successful rollout
+#          .initial                       the bundle `once` fetched (what Triton starts on without .live)
 # feature_repo/feature_store.yaml is replaced by the cluster's Redis one ($FEAST_CONFIG); the
 # manifest leaves that file, online.db and item_snapshot/ out of verification (deployment state).
 set -eu
-SRC="s3://${EXPORT_BUCKET}/${EXPORT_PREFIX:-exports}"
+# The publish location (`cascade release --publish URL`); EXPORT_URL (s3://... or file:///...) overrides.
+SRC="${EXPORT_URL:-s3://${EXPORT_BUCKET}/${EXPORT_PREFIX:-exports}}"
 ROOT="${EXPORT_ROOT:-/export}"
 BUNDLES="${ROOT}/bundles"
 REPOSITORY="${ROOT}/repository"   # tritonserver --model-repository (explicit model control)
@@ -45,7 +52,7 @@ resolve_version() {
   if [ -n "${EXPORT_VERSION:-}" ] && [ "${EXPORT_VERSION}" != "latest" ]; then
     echo "${EXPORT_VERSION}"
   else
-    aws s3 cp --only-show-errors "${SRC}/LATEST" - | tr -d '[:space:]'
+    cascade objects cat "${SRC}/LATEST" | tr -d '[:space:]'
   fi
 }
 
@@ -53,14 +60,14 @@ resolve_version() {
 # its LATEST in S3; the folder is complete (renamed into place) before LATEST is replaced.
 fetch_snapshot() {
   dir="${BUNDLES}/$1/feature_repo/item_snapshot"
-  remote=$(aws s3 cp --only-show-errors "${SRC}/$1/feature_repo/item_snapshot/LATEST" - | tr -d '[:space:]')
+  remote=$(cascade objects cat "${SRC}/$1/feature_repo/item_snapshot/LATEST" | tr -d '[:space:]')
   [ -n "${remote}" ] || { err "${SRC}/$1/feature_repo/item_snapshot/LATEST is empty"; return 1; }
   current=$(tr -d '[:space:]' < "${dir}/LATEST" 2>/dev/null || true)
   [ "${remote}" = "${current}" ] && return 0
   mkdir -p "${dir}"
   if [ ! -d "${dir}/${remote}" ]; then
     rm -rf "${dir}/.tmp-${remote}"
-    aws s3 sync --only-show-errors --no-progress "${SRC}/$1/feature_repo/item_snapshot/${remote}/" "${dir}/.tmp-${remote}/"
+    cascade objects sync "${SRC}/$1/feature_repo/item_snapshot/${remote}/" "${dir}/.tmp-${remote}/"
     test -f "${dir}/.tmp-${remote}/items.parquet" || { err "snapshot ${remote} has no items.parquet"; return 1; }
     mv "${dir}/.tmp-${remote}" "${dir}/${remote}"
   fi
@@ -80,9 +87,8 @@ fetch() {
   partial="${BUNDLES}/.partial-$1"
   mkdir -p "${partial}"
   log "downloading ${SRC}/$1/ -> ${partial}"
-  # aws s3 sync resumes an interrupted download; --delete drops files of an older attempt.
-  aws s3 sync --only-show-errors --no-progress --delete \
-    --exclude 'feature_repo/data/online.db' "${SRC}/$1/" "${partial}/" \
+  # The sync resumes an interrupted download; --delete drops files of an older attempt.
+  cascade objects sync --delete --exclude 'feature_repo/data/online.db' "${SRC}/$1/" "${partial}/" \
     || { err "download of $1 failed; not activated"; return 2; }
   cp -f "${FEAST_CONFIG}" "${partial}/feature_repo/feature_store.yaml" 2>/dev/null \
     || { err "${SRC}/$1/ has no feature_repo/; not activated"; return 1; }
@@ -148,7 +154,8 @@ case "${1:-once}" in
   once)
     v=$(resolve_version)
     [ -n "${v}" ] || { err "no version to serve (${SRC}/LATEST empty?)"; exit 1; }
-    fetch "${v}"
+    fetch "${v}" || { err "bundle ${v} could not be fetched"; exit 1; }
+    echo "${v}" > "${ROOT}/.initial.tmp" && mv -f "${ROOT}/.initial.tmp" "${ROOT}/.initial"
     log "bundle ${v} is ready in ${BUNDLES}/${v}"
     ;;
   watch)

@@ -1,12 +1,19 @@
 """The S3 sync scripts of k8s/ (model-sync.sh in the Triton pod, feast-sync.sh in the Feast
-CronJob) against a fake `aws` (a local folder stands for S3; it can fail a sync half way) and a
-stand-in `cascade` CLI: `cascade verify` is the real manifest check, while `rollout`/`bundles`
-keep the "server" state in a JSON file (what `cascade rollout` does to a real tritonserver is
-covered by tests/integration/test_bundles.py; here the script's control flow is under test).
+CronJob).
+
+model-sync.sh runs from the serving image: it downloads with the real `cascade objects cat|sync`
+and checks with the real `cascade verify`. The publish location is a `file://` folder for the
+control-flow tests (the same Store code as S3 minus boto3) and moto's S3 EMULATOR (a local server
+process; S3 cannot be reached here) for the S3 path, behind a small HTTP proxy that drops the
+connection of object downloads to emulate a network failure half way. `cascade rollout`/`bundles`
+are a stand-in that keeps the "server" state in a JSON file (what `cascade rollout` does to a real
+tritonserver is covered by tests/integration/test_bundles.py; here the script's control flow is
+under test). feast-sync.sh (still the aws CLI, in the CronJob) runs against a fake `aws`: a local
+folder stands for S3.
 
 The three failure modes of issue 12 are reproduced: a failed rollout must not be recorded (it is
 retried with backoff, a bounded number of times), a sidecar killed mid-rollout must roll out
-again when it restarts, and a failed `aws s3 sync` must never activate a partial download."""
+again when it restarts, and a failed download must never activate a partial bundle."""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -96,11 +104,14 @@ else:
 '''
 
 FAKE_CASCADE = r"""#!PYTHON
-# Stand-in for the cascade CLI: `verify` is the real check; the server is a JSON file.
+# Stand-in for the cascade CLI: `verify` and `objects` are the real commands; the server is a JSON file.
 import json, os, sys, time
 from pathlib import Path
 
 args = sys.argv[1:]
+if args[0] == "objects":
+    from cascade.cli import app
+    app(args)
 server = Path(os.environ["FAKE_TRITON"])
 state = json.loads(server.read_text()) if server.is_file() else {"live": "", "held": []}
 with open(os.environ["CASCADE_LOG"], "a") as log:
@@ -152,6 +163,8 @@ def env(tmp_path: Path) -> dict[str, str]:
         "CASCADE_LOG": str(tmp_path / "cascade.log"),
         "EXPORT_BUCKET": "bucket",
         "EXPORT_PREFIX": "exports",
+        # model-sync.sh reads the publish location through `cascade objects` (file:// here, s3:// below)
+        "EXPORT_URL": f"file://{tmp_path / 's3' / 'bucket' / 'exports'}",
         "EXPORT_VERSION": "latest",
         "EXPORT_ROOT": str(tmp_path / "export"),
         "FEAST_CONFIG": str(FEAST_CONFIG),
@@ -261,29 +274,100 @@ def test_init_refuses_a_bundle_that_fails_verification(env: dict[str, str]) -> N
     assert not (Path(env["EXPORT_ROOT"]) / "bundles" / "v1").exists()
 
 
-def test_failure_mode_a_failed_download_is_never_activated(env: dict[str, str]) -> None:
-    """Issue 12: a failed `aws s3 sync` in watch mode activated a partial download."""
+class DroppingProxy:
+    """An HTTP proxy in front of the S3 emulator that, while ``drop`` names a key prefix, lets the
+    first ``keep`` object downloads under it through and then closes the connection of every other
+    one without an answer (a network failure half way through a bundle)."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlparse
+
+        self.drop: str | None = None
+        self.keep = 2
+        self.passed = 0
+        target = urlparse(upstream)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                if self.command == "GET" and proxy.drop and self.path.split("?")[0].startswith(proxy.drop):
+                    proxy.passed += 1
+                    if proxy.passed > proxy.keep:
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def upload(env: dict[str, str], endpoint: str) -> None:
+    """Copy the published folder (the file:// location) into the emulator's bucket `models`."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    root = Path(env["FAKE_S3"]) / "bucket"
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        client.upload_file(str(path), "models", path.relative_to(root).as_posix())
+
+
+def test_failure_mode_a_failed_download_is_never_activated(env: dict[str, str], moto_s3: str) -> None:
+    """Issue 12: a failed download in watch mode activated a partial bundle. Here over S3 (boto3
+    against the emulator, through the dropping proxy)."""
+    proxy = DroppingProxy(moto_s3)
+    env = {**env, **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")},
+           "AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "1", "EXPORT_URL": "s3://models/exports"}
     publish(env, "v1")
+    upload(env, moto_s3)
     proc = watch(env)
     try:
-        wait_for(lambda: recorded(env) == "v1", "v1 live", proc)
-        stop(proc)
+        wait_for(lambda: recorded(env) == "v1", "v1 live", proc, timeout=60)
+        assert (Path(env["EXPORT_ROOT"]) / "bundles" / "v1" / "artifacts" / "ranking" / "dlrm.onnx").read_text() == "v1"
         publish(env, "v2")
-        proc = watch({**env, "FAKE_AWS_SYNC_FAIL": "exports/v2/"})
-        wait_for(lambda: (Path(env["EXPORT_ROOT"]) / "bundles" / ".partial-v2").is_dir(), "an attempt at v2", proc)
-        time.sleep(1.0)  # several backoff rounds (0.1-0.4 s): a failing download is retried...
+        proxy.drop = "/models/exports/v2/"
+        upload(env, moto_s3)
+        wait_for(lambda: proxy.passed > proxy.keep + 1, "failed downloads of v2", proc, timeout=60)
+        assert (Path(env["EXPORT_ROOT"]) / "bundles" / ".partial-v2").is_dir()
         assert live(env) == "v1" and recorded(env) == "v1"
-        # ...but never counted toward giving up on the bundle: the bucket failed, not the bundle
+        # a failing download is retried, but never counted toward giving up on the bundle: the
+        # network failed, not the bundle
         assert not (Path(env["EXPORT_ROOT"]) / "bundles" / ".failed-v2").exists()
         assert not any("v2" in c for c in calls(env, "rollout")), "a partial download was rolled out"
         assert not (Path(env["EXPORT_ROOT"]) / "bundles" / "v2").exists()
-        out, err = stop(proc)
-        assert "download of v2 failed; not activated" in err
-        proc = watch(env)  # the network is back: the download resumes and v2 goes live
-        wait_for(lambda: live(env) == "v2", "v2 live", proc)
-        wait_for(lambda: recorded(env) == "v2", "v2 recorded", proc)
+        proxy.drop = None  # the network is back: the download resumes and v2 goes live
+        wait_for(lambda: live(env) == "v2" and recorded(env) == "v2", "v2 live", proc, timeout=60)
     finally:
-        stop(proc)
+        out, err = stop(proc)
+        proxy.close()
+    assert "download of v2 failed; not activated" in err, err
 
 
 def test_failure_mode_a_failed_rollout_is_not_recorded_and_retries_are_bounded(env: dict[str, str]) -> None:
