@@ -18,6 +18,11 @@ parameters, instance groups, device) belongs to a model, not a version, and two 
 dataset differ in exactly those; per-name models also load and unload independently.
 The live state is in the server: ``recommend``'s parameters ``bundle_id``, ``previous_bundle``,
 ``live_since``; every stage model's ``bundle_id`` and ``export_root``.
+
+Models of the export outside the ensemble (``interactions``, issue 15) keep their own name: clients
+call them by it, and ``interactions`` must run as ONE instance (read-modify-write of a user's row).
+They follow the live bundle: loaded (reloaded) from it right after each switch and rollback,
+with the bundle's ``export_root`` and ``bundle_id`` (``BundleModels.extras``).
 """
 
 from __future__ import annotations
@@ -106,6 +111,7 @@ class BundleModels:
     export_root: Path
     stages: list[ModelFolder]
     ensemble: Any  # ModelConfig of the export's `recommend`, steps renamed to this bundle's models
+    extras: list[ModelFolder] = field(default_factory=list)  # models outside the ensemble, own names
 
     @classmethod
     def from_export(cls, export_root: Path, bundle_id: str) -> "BundleModels":
@@ -118,14 +124,24 @@ class BundleModels:
                 f"{repo / ENSEMBLE / 'config.pbtxt'}: bundle_id parameter {tagged!r} does not match the "
                 f"manifest's {bundle_id!r} (re-export with `cascade export`)"
             )
-        stages = []
+        stages, steps = [], set()
         for step in ensemble.ensemble_scheduling.step:
             stage = step.model_name
+            steps.add(stage)
             stages.append(_stage_folder(repo / stage, model_name(stage, bundle_id), root))
             step.model_name = model_name(stage, bundle_id)
             step.model_version = -1
         ensemble.parameters[EXPORT_ROOT].string_value = str(root)
-        return cls(bundle_id, root, stages, ensemble)
+        extras = []
+        for model_dir in sorted(p for p in repo.iterdir() if (p / "config.pbtxt").is_file()):
+            if model_dir.name == ENSEMBLE or model_dir.name in steps:
+                continue
+            if read_config(model_dir / "config.pbtxt").platform == "ensemble":
+                continue  # another ensemble would name this bundle's steps: not served in bundle mode
+            folder = _stage_folder(model_dir, model_dir.name, root)
+            folder.config.parameters[BUNDLE_PARAMETER].string_value = bundle_id
+            extras.append(folder)
+        return cls(bundle_id, root, stages, ensemble, extras)
 
     @property
     def stage_names(self) -> list[str]:

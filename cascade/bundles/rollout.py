@@ -44,6 +44,7 @@ class RolloutResult:
     unloaded: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # phase -> seconds
     smoke_requests: int = 0
+    extras_failed: list[str] = field(default_factory=list)  # models outside the ensemble that did not load
 
 
 def _error_text(error: BaseException) -> str:
@@ -104,6 +105,9 @@ def rollout(
                 f"rollout of bundle {bundle} failed at {phase}: {_error_text(error)}; "
                 f"live traffic stays on bundle {live}"
             ) from None
+        mark = time.monotonic()
+        result.extras_failed = load_extras(client, repo, models)  # interactions follows the live bundle
+        seconds["extras"] = time.monotonic() - mark
         mark = time.monotonic()
         set_info(client, repo, bundle)  # the gauge follows (a Python model reload: seconds, after the switch)
         seconds["gauge"] = time.monotonic() - mark
@@ -166,6 +170,22 @@ def switch(client: Any, repo: Path, bundle: str, previous: str | None) -> float:
     return time.monotonic() - mark
 
 
+def load_extras(client: Any, repo: Path, models: BundleModels) -> list[str]:
+    """(Re)load the bundle's models outside the ensemble under their own names (``interactions``)
+    from its export, after the switch. Triton keeps a model whose reload fails on its old version,
+    so a failure is logged and returned (the names), never raised: `recommend` already switched."""
+    failed = []
+    for folder in models.extras:
+        write_folder(repo, folder)
+        try:
+            client.load_model(folder.name, headers=admin_headers())
+        except Exception as error:  # noqa: BLE001
+            LOG.error("model %s of bundle %s did not load (the previous one keeps serving): %s",
+                      folder.name, models.bundle_id, _error_text(error))
+            failed.append(folder.name)
+    return failed
+
+
 def set_info(client: Any, repo: Path, bundle: str) -> None:
     """(Re)load the cascade_bundle_info gauge model for ``bundle`` (it also records ``repo``)."""
     folder = info_model_folder(bundle, repo)
@@ -225,6 +245,10 @@ def rollback(url: str, *, repository: Path | None = None, lock_timeout_s: float 
             raise RolloutError(f"rollback to {state.previous} failed: {_error_text(error)}; "
                                f"live traffic stays on bundle {state.live}") from None
         switched_s = time.monotonic() - started  # command start -> traffic on the previous bundle
+        extras_failed: list[str] = []
+        root = state.bundles[state.previous].export_root
+        if root and Path(root).is_dir():
+            extras_failed = load_extras(client, repo, BundleModels.from_export(Path(root), state.previous))
         set_info(client, repo, state.previous)
-        return RolloutResult(state.previous, state.live, seconds={
+        return RolloutResult(state.previous, state.live, extras_failed=extras_failed, seconds={
             "switch_load": load_s, "to_switched": switched_s, "total": time.monotonic() - started})

@@ -36,7 +36,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 TRITON_RELEASE = "25.12"   # nvcr.io/nvidia/tritonserver:25.12-py3 (Triton 2.64, CUDA 13.1)
 PYTHON_VERSION = "3.12"    # Ubuntu 24.04's python3 in the 25.xx containers
 GLIBC = (2, 39)            # Ubuntu 24.04
-EXTRAS = ("serving", "serving-gpu", "redis")
+EXTRAS = ("serving", "serving-gpu", "redis", "release")   # release: boto3 for the model-sync containers
 BUILD_REQUIREMENTS = ("setuptools>=68", "wheel")   # the project is built with --no-build-isolation
 PROJECT = "cascade-recsys"
 CHECK_WORKERS = 8
@@ -115,10 +115,23 @@ def read_lock(path: Path = LOCK) -> dict[str, str]:
     return pins
 
 
-def lock() -> None:
+def lock(keep: bool = True) -> None:
+    """Resolve the image's install. ``keep``: the current lock's versions are constraints, so only
+    what the inputs changed moves (like pip-compile); if that does not resolve, everything is."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        pip_dry_run([*project_requirements(), *BUILD_REQUIREMENTS], report)
+        args = [*project_requirements(), *BUILD_REQUIREMENTS]
+        pins = read_lock() if keep and LOCK.is_file() else {}
+        if pins:
+            constraints = Path(tmp) / "keep.txt"
+            constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(pins.items())))
+            try:
+                pip_dry_run([*args, "-c", str(constraints)], report)
+            except SystemExit:
+                print("the current pins do not resolve with the new inputs; resolving everything", file=sys.stderr)
+                pip_dry_run(args, report)
+        else:
+            pip_dry_run(args, report)
         installs = json.loads(report.read_text())["install"]
     lines = [
         f"# Serving image lock: Python {PYTHON_VERSION}, manylinux_2_{GLIBC[1]} x86_64, for",

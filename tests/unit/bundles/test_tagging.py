@@ -60,3 +60,21 @@ def test_a_reshaped_ensemble_is_tagged_generically(tmp_path: Path) -> None:
     assert apply_bundle_tags(repo, "b2") == ["front", "back"]
     assert _inputs(read_config(repo / "back" / "config.pbtxt")) == {"cand", BUNDLE_INPUT_PREFIX + "front"}
     assert _inputs(read_config(repo / "front" / "config.pbtxt")) == {"user_id"}
+
+
+def test_models_outside_the_ensemble_follow_the_bundle_under_their_own_name(tmp_path: Path) -> None:
+    """`interactions` (issue 15) is not a step of `recommend`: in bundle mode it keeps its name (clients
+    call it by it; one instance), with the bundle's export_root and bundle_id (cascade/bundles/models.py)."""
+    from cascade.bundles.models import BundleModels
+
+    export = tmp_path / "export"
+    shutil.copytree(MODEL_REPOSITORY_SOURCES, export / "model_repository")
+    apply_bundle_tags(export / "model_repository", "b-1")
+    models = BundleModels.from_export(export, "b-1")
+    assert models.stage_names == ["candidates__b-1", "ranking__b-1", "business_logic__b-1"]
+    assert [f.name for f in models.extras] == ["interactions"]
+    config = models.extras[0].config
+    assert config.name == "interactions" and config.instance_group[0].count == 1
+    assert config.parameters["export_root"].string_value == str(export.resolve())
+    assert config.parameters["bundle_id"].string_value == "b-1"
+    assert "1/model.py" in models.extras[0].files

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
+import os
 import re
 import sys
 from importlib.metadata import packages_distributions
@@ -70,10 +72,25 @@ def test_runs_as_non_root_and_restricts_the_admin_apis() -> None:
     assert users and users[-1].split(":")[0] not in ("0", "root", "")
     uid = re.search(r"ARG APP_UID=(\d+)", DOCKERFILE.read_text())
     assert uid and int(uid.group(1)) >= 10000 and users[-1] == "${APP_UID}:${APP_UID}"
-    cmd = next(rest for op, rest in runtime if op == "CMD")
-    assert f"apis={','.join(ADMIN_APIS)}" in cmd and "/var/run/secrets/cascade/admin-key" in cmd
-    assert '--http-restricted-api=\\"$apis:admin-key=$key\\"' in cmd and "--grpc-restricted-protocol=" in cmd
+    cmd = json.loads(next(rest for op, rest in runtime if op == "CMD"))
+    assert cmd[:3] == ["cascade", "serve", "/export/bundle"] and "--health-port=8003" in cmd
+    env = " ".join(rest for op, rest in runtime if op == "ENV")
+    # `cascade serve` restricts ADMIN_APIS with the key of that file (tests/unit/k8s/test_manifests.py)
+    assert "CASCADE_TRITON_ADMIN_KEY_FILE=/var/run/secrets/cascade/admin-key" in env and ADMIN_APIS
+    assert "CASCADE_TRITONSERVER_HOME=/opt/tritonserver" in env
     assert any(op == "HEALTHCHECK" for op, _ in runtime)
+
+
+def test_the_gpu_image_gets_a_cuda_torch_and_boto3() -> None:
+    """PyPI's manylinux x86_64 torch wheel is the CUDA build (its CUDA 13 runtime wheels and the
+    triton compiler come with it; a +cpu build from download.pytorch.org has neither). The lock is
+    resolved from PyPI alone (resolve.pip_env: no pip configuration), unlike this machine's venv,
+    whose pip configuration finds a local torch-2.13.0+cpu wheel."""
+    pins = resolve.read_lock()
+    assert "+" not in pins["torch"], pins["torch"]
+    assert {"nvidia-nccl-cu13", "nvidia-cudnn-cu13", "triton"} <= set(pins), "torch is not the CUDA build"
+    assert resolve.pip_env()["PIP_CONFIG_FILE"] == os.devnull
+    assert {"boto3", "botocore", "psutil"} <= set(pins), "model-sync downloads; the stub watchdog"
 
 
 def test_build_context_carries_the_lock_and_not_the_venv() -> None:

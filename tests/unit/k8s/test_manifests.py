@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from cascade.errors import InvalidInputError
+
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "k8s"
 SCHEMAS = K8S / "schemas"
@@ -40,6 +42,7 @@ CASCADE_METRICS = frozenset({
 })
 METRIC_NAME = re.compile(r"\b((?:nv|cascade)_[a-z0-9_]+)")
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
+HEALTH_PORT = 8003  # cascade serve --health-port: /ready, /live
 CLUSTER_SCOPED = frozenset({"Namespace", "NodePool", "EC2NodeClass"})
 WORKLOADS = frozenset({"Deployment", "StatefulSet", "CronJob"})
 
@@ -274,32 +277,74 @@ def test_non_gpu_overlays_request_no_gpu(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_probes_use_triton_health_endpoints(overlay: str) -> None:
+def test_probes_readiness_follows_recommend_and_the_stubs(overlay: str) -> None:
+    """Readiness and startup ask `cascade serve`'s endpoint (/ready: `recommend` ready and no dead
+    Python stub, cascade/serving/health.py) every second; liveness asks Triton itself."""
     _, c = triton(overlay)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    for probe, path in (("readinessProbe", "/v2/health/ready"), ("livenessProbe", "/v2/health/live"),
-                        ("startupProbe", "/v2/health/ready")):
+    for probe, path, port in (("readinessProbe", "/ready", HEALTH_PORT), ("startupProbe", "/ready", HEALTH_PORT),
+                              ("livenessProbe", "/v2/health/live", 8000)):
         get = c[probe]["httpGet"]
         assert get["path"] == path, probe
-        assert ports.get(get["port"], get["port"]) == 8000, probe
+        assert ports.get(get["port"], get["port"]) == port, probe
+    assert flag(c["args"], "health-port") == str(HEALTH_PORT) and flag(c["args"], "ready-model") == "recommend"
+    ready = c["readinessProbe"]
+    # not-ready within ~1 s of a stub death (issue 18): one failed probe of a 1 s period
+    assert ready["periodSeconds"] == 1 and ready["failureThreshold"] == 1 and ready["timeoutSeconds"] <= 2
     startup = c["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, "startup must allow >= 5 min for model load"
+    service = one(overlay, "Service", "cascade-triton")
+    assert HEALTH_PORT not in {p["port"] for p in service["spec"]["ports"]}, "the probe port is not for clients"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_triton_runs_cascade_serve_on_the_bundle_repository(overlay: str, tmp_path: Path) -> None:
+    """The container's start command, run with a fake `cascade` that prints its argv: it serves the
+    bundle the sidecar last rolled out (/export/.live), else the init container's (/export/.initial),
+    in explicit model control on /export/repository with the stub watchdog; without a bundle it
+    fails with a message."""
+    spec, c = triton(overlay)
+    script = c["command"][2]
+    assert c["command"][:2] == ["/bin/sh", "-c"] and 'exec cascade serve "/export/bundles/$bundle" "$@"' in script
+    args = c["args"]
+    assert flag(args, "repository") == "/export/repository" and flag(args, "host") == "0.0.0.0"
+    assert "--stub-watchdog" in args and not any(a.startswith("--no-bundles") or a.startswith("--model-control-mode") for a in args)
+    env = {e["name"]: e for e in c["env"]}
+    assert env["CASCADE_TRITONSERVER_HOME"]["value"] == "/opt/tritonserver"  # the image's Triton
+    assert "CASCADE_EXPORT_ROOT" not in env, "bundle models carry their export_root"
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert mounts["/export"].get("readOnly") is True and not mounts["/export/repository"].get("readOnly")
+    sidecar = {m["mountPath"]: m["name"] for m in container(spec, "model-sync")["volumeMounts"]}
+    assert sidecar["/export/repository"] == mounts["/export/repository"]["name"], "rollouts write the same repository"
+    assert "emptyDir" in volumes[mounts["/export/repository"]["name"]]
+    root = tmp_path / "export"
+    (root / "bundles" / "b-init").mkdir(parents=True)
+    (root / "bundles" / "b-live").mkdir(parents=True)
+    fake = tmp_path / "bin" / "cascade"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n")
+    fake.chmod(0o755)
+    local = script.replace("/export/", f"{root}/")
+    run = lambda: subprocess.run(["/bin/sh", "-c", local, "cascade-serve", *args], capture_output=True, text=True,  # noqa: E731
+                                 timeout=30, env={"PATH": f"{fake.parent}:/usr/bin:/bin"})
+    missing = run()
+    assert missing.returncode != 0 and "no bundle to serve" in missing.stderr
+    (root / ".initial").write_text("b-init\n")
+    assert run().stdout.splitlines() == ["serve", f"{root}/bundles/b-init", *args]
+    (root / ".live").write_text("b-live\n")
+    assert run().stdout.splitlines()[1] == f"{root}/bundles/b-live"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_ports_and_server_flags(overlay: str) -> None:
     spec, c = triton(overlay)
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == PORTS
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {**PORTS, "health": HEALTH_PORT}
     args = c["args"]
-    assert c["command"][:2] == ["/bin/sh", "-c"] and c["command"][3] == "tritonserver"
-    assert 'exec tritonserver "$@"' in c["command"][2]
     assert flag(args, "http-port") == "8000" and flag(args, "grpc-port") == "8001" and flag(args, "metrics-port") == "8002"
-    assert flag(args, "model-repository") == "/export/model_repository"
-    assert flag(args, "model-control-mode") == "explicit" and flag(args, "load-model") == "*"
     env = {e["name"]: e for e in c["env"]}
-    assert env["CASCADE_EXPORT_ROOT"]["value"] == "/export"
     assert env["FEAST_REDIS_CONNECTION_STRING"]["valueFrom"]["secretKeyRef"]["key"] == "connection-string"
-    exit_timeout = int(flag(args, "exit-timeout-secs"))
+    exit_timeout = int(flag(args, "exit-timeout"))
     assert spec["terminationGracePeriodSeconds"] > exit_timeout + c["lifecycle"]["preStop"]["sleep"]["seconds"]
     service = one(overlay, "Service", "cascade-triton")
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
@@ -319,11 +364,22 @@ def test_shared_memory_and_export_volume(overlay: str) -> None:
     export = mounts["/export"]
     assert "emptyDir" in volumes[export["name"]] and export.get("readOnly") is True
     # The init container fills /export, the sidecar keeps it current; both install the Redis
-    # feature_store.yaml from the cascade-feast ConfigMap where model-sync.sh expects it.
+    # feature_store.yaml from the cascade-feast ConfigMap where model-sync.sh expects it. Both run
+    # from the serving image (it has `cascade objects|verify|rollout`; no aws CLI).
     init = [i for i in spec["initContainers"] if "/export" in {m["mountPath"] for m in i["volumeMounts"]}]
     sidecar = container(spec, "model-sync")
     assert init and init[0]["command"][-2:] == ["/scripts/model-sync.sh", "once"]
     assert sidecar["command"][-2:] == ["/scripts/model-sync.sh", "watch"]
+    for sync in (init[0], sidecar):
+        assert sync["image"] == c["image"], f"{sync['name']} must run the serving image"
+        env = {e["name"]: e.get("value") for e in sync["env"]}
+        assert "ADMIN_KEY" not in env and "CASCADE_TRITON_ADMIN_KEY" not in env
+    sidecar_env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    key_file = Path(sidecar_env["CASCADE_TRITON_ADMIN_KEY_FILE"])
+    key_mount = next(m for m in sidecar["volumeMounts"] if m["mountPath"] == str(key_file.parent))
+    assert volumes[key_mount["name"]]["secret"]["secretName"] == "cascade-triton-admin"
+    script = (K8S / "base" / "scripts" / "model-sync.sh").read_text()
+    assert "aws " not in script and "cascade objects sync" in script and "cascade rollout" in script
     for sync in (init[0], sidecar):
         sync_mounts = {m["mountPath"]: m["name"] for m in sync["volumeMounts"]}
         assert sync_mounts["/export"] == export["name"]
@@ -693,33 +749,35 @@ def test_redis_auth_comes_from_a_secret(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_admin_key_reaches_triton_from_a_file_not_the_environment(overlay: str, tmp_path: Path) -> None:
-    """Runs the container's start command with a fake `tritonserver` that prints its argv: every
-    admin-class API is restricted with the key from the mounted Secret; the key is in no env."""
-    from cascade.serving.admin import ADMIN_APIS
+    """`cascade serve` reads the key from the mounted Secret file (CASCADE_TRITON_ADMIN_KEY_FILE) and
+    puts every admin-class API behind it on tritonserver's command line; no container has the key
+    in its environment, and tritonserver's environment (inherited by the stubs) has neither
+    variable (cascade/serving/env.py)."""
+    from cascade.serving.admin import ADMIN_APIS, ADMIN_KEY_FILE_ENV, admin_key_from_env, restricted_api_args
+    from cascade.serving.env import build_server_env
+    from cascade.serving.locate import TritonInstall
 
     spec, c = triton(overlay)
-    assert all(e["name"] not in ("ADMIN_KEY", "CASCADE_TRITON_ADMIN_KEY") for e in c["env"])
+    for _, other in all_containers(overlay):
+        assert all(e["name"] not in ("ADMIN_KEY", "CASCADE_TRITON_ADMIN_KEY") for e in other.get("env", []))
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    path = Path(env[ADMIN_KEY_FILE_ENV])
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-    volume = {v["name"]: v for v in spec["volumes"]}[mounts["/var/run/secrets/cascade"]]
+    volume = {v["name"]: v for v in spec["volumes"]}[mounts[str(path.parent)]]
     assert volume["secret"]["secretName"] == "cascade-triton-admin"
     key = "k" * 20 + "-test"
     (tmp_path / "admin-key").write_text(key + "\n")
-    fake = tmp_path / "bin" / "tritonserver"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done\n")
-    fake.chmod(0o755)
-    script = c["command"][2].replace("/var/run/secrets/cascade/admin-key", str(tmp_path / "admin-key"))
-    env = {"PATH": f"{fake.parent}:/usr/bin:/bin"}
-    proc = subprocess.run(["/bin/sh", "-c", script, "tritonserver", *c["args"]], env=env,
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    argv = proc.stdout.splitlines()
+    local = {ADMIN_KEY_FILE_ENV: str(tmp_path / "admin-key")}
+    assert admin_key_from_env(local) == key
     value = f"{','.join(ADMIN_APIS)}:admin-key={key}"
-    assert flag(argv, "http-restricted-api") == value and flag(argv, "grpc-restricted-protocol") == value
-    assert argv[: len(c["args"])] == c["args"]
+    assert restricted_api_args(key) == [f"--http-restricted-api={value}", f"--grpc-restricted-protocol={value}"]
+    install = TritonInstall(binary=tmp_path, python_backend=tmp_path, stub=tmp_path, caches=tmp_path, libs=None,
+                            python_version=(3, 12), backends=tmp_path)
+    child = build_server_env(install, base_env={**local, "CASCADE_TRITON_ADMIN_KEY": key, "PATH": "/usr/bin"})
+    assert ADMIN_KEY_FILE_ENV not in child and "CASCADE_TRITON_ADMIN_KEY" not in child
     (tmp_path / "admin-key").write_text("")
-    empty = subprocess.run(["/bin/sh", "-c", script, "tritonserver"], env=env, capture_output=True, text=True, timeout=30)
-    assert empty.returncode != 0 and "no admin key" in empty.stderr
+    with pytest.raises(InvalidInputError, match="is empty"):
+        admin_key_from_env(local)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
