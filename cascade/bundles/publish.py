@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -171,9 +172,35 @@ def open_store(url: str) -> Store:
     raise InvalidInputError(f"{url!r}: expected a file:///... or s3://bucket/prefix URL")
 
 
-def publish(export_root: Path, url: str, evaluation: dict | None = None) -> str:
+DEVICES = ("cpu", "gpu")
+# `password: x`, `password=x` or `requirepass x` with a literal value (a ${ENV} reference is fine)
+_LITERAL_SECRET = re.compile(r"""(password|requirepass)\s*[=:]\s*["']?[^$\s"']""", re.IGNORECASE)
+
+
+def check_publishable(export_root: Path, device: str | None = None) -> None:
+    """What the cluster must never receive: a feature_store.yaml with a literal Redis password (the
+    AUTH token lives in the cluster's Secret; the file is deployment state the manifest does not
+    pin), or, with ``device``, an export made for another device (``export.json`` "device",
+    ``cascade export --device``; the eks-gpu overlay needs gpu)."""
+    export_root = Path(export_root)
+    store_yaml = export_root / "feature_repo" / "feature_store.yaml"
+    if store_yaml.is_file() and _LITERAL_SECRET.search(store_yaml.read_text()):
+        raise InvalidInputError(
+            f"{store_yaml} holds a literal Redis password; export with --redis-connection HOST:PORT "
+            "(the password is read at run time from CASCADE_REDIS_PASSWORD[_FILE]) so no secret is published")
+    if device is not None:
+        if device not in DEVICES:
+            raise InvalidInputError(f"device: expected one of {', '.join(DEVICES)}, got {device!r}")
+        exported = json.loads((export_root / "export.json").read_text()).get("device", "cpu")
+        if exported != device:
+            raise InvalidInputError(f"{export_root} was exported for device {exported!r}, not {device!r} "
+                                    f"(run `cascade export --device {device}`)")
+
+
+def publish(export_root: Path, url: str, evaluation: dict | None = None, device: str | None = None) -> str:
     """Verify the bundle, upload it, then point ``LATEST`` at it. Returns the bundle id."""
     manifest = verify_bundle(export_root)
+    check_publishable(export_root, device)
     store = open_store(url)
     store.publish_bundle(Path(export_root), manifest.bundle_id, list(manifest.files), evaluation)
     store.put_bytes(POINTER, (manifest.bundle_id + "\n").encode())  # last

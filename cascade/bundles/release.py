@@ -131,6 +131,7 @@ def release(
     tolerances: dict[str, float],
     max_users: int | None = None,
     server_check: bool = True,
+    device: str | None = None,
 ) -> ReleaseReport:
     from cascade.online.export_layout import ExportLayout
 
@@ -148,6 +149,9 @@ def release(
 
         export = export_repository(data, out or build_dir() / "release" / "export").root
     manifest = verify_bundle(export)
+    from cascade.bundles.publish import check_publishable
+
+    check_publishable(export, device)  # before the server check and the evaluation: fail fast
     validated: dict[str, Any] = {"configs": validate_configs(export), "manifest_files": len(manifest.files)}
     if server_check:
         validated["contract_requests"] = validate_in_server(export, manifest.bundle_id)
@@ -158,6 +162,6 @@ def release(
     if gate.passed and publish_url:
         from cascade.bundles.publish import publish
 
-        publish(export, publish_url, evaluation)
+        publish(export, publish_url, evaluation, device=device)
         report.published = publish_url
     return report

@@ -93,6 +93,13 @@ def test_rollouts_rollback_and_broken_bundles_under_load(bundle_server: TritonSe
     repository = state.repository
     assert repository is not None and not any("broken" in p.name for p in repository.iterdir())
     assert not any("mixed bundles refused" in f for f in load.failures)
+    # `interactions` (outside the ensemble) follows the live bundle under its own name
+    from cascade.bundles.state import admin_headers
+
+    assert client.is_model_ready("interactions", headers=admin_headers())
+    params = client.get_model_config("interactions", headers=admin_headers(), as_json=True)["config"]["parameters"]
+    assert (params["bundle_id"]["string_value"], params["export_root"]["string_value"]) == (
+        ids["B"], str(bundles["B"].resolve()))
 
 
 def test_a_mixed_ensemble_is_refused_by_the_stage(bundle_server: TritonServer, bundles: dict[str, Path]) -> None:

@@ -101,3 +101,24 @@ def test_quality_gate_reports_deltas_and_honours_tolerances(tmp_path: Path) -> N
     worse = quality_gate(evaluation(0.28, 0.60), url, TOLERANCES)
     assert not worse.passed and "ndcg@10" in worse.reason and "recall@100" not in worse.reason
     assert quality_gate(evaluation(0.28, 0.60), url, {"ndcg@10": 0.1, "recall@100": 0.02}).passed
+
+
+@pytest.mark.parametrize(("store", "refused"), [
+    ("online_store: {type: redis, connection_string: 'cache:6379,ssl=true,password=s3cret'}", True),
+    ("online_store:\n  type: redis\n  password: \"s3cret\"\n", True),
+    ("online_store: {type: redis, connection_string: '${FEAST_REDIS_CONNECTION_STRING}'}", False),
+    ("online_store: {type: redis, connection_string: 'cache:6379,password=${FEAST_REDIS_PASSWORD}'}", False),
+])
+def test_publish_refuses_a_literal_redis_password(tmp_path: Path, store: str, refused: bool) -> None:
+    """The Redis AUTH token comes from the cluster's Secret; it must never land in the bucket (the
+    manifest does not pin feature_store.yaml: deployment state)."""
+    bundle = make_bundle(tmp_path / "a", "b-auth")
+    (bundle / "feature_repo").mkdir(exist_ok=True)
+    (bundle / "feature_repo" / "feature_store.yaml").write_text(store)
+    url = f"file://{tmp_path / 'models'}"
+    if refused:
+        with pytest.raises(InvalidInputError, match="literal Redis password"):
+            publish(bundle, url)
+        assert not (tmp_path / "models").exists(), "nothing uploaded"
+    else:
+        assert publish(bundle, url) == "b-auth"

@@ -133,7 +133,8 @@ def kubernetes_validate(manifests: list[Doc], tmp_path: Path, version: str) -> t
 
 
 def metric_names(text: str) -> set[str]:
-    return set(METRIC_NAME.findall(text))
+    """Metric names in a PromQL expression (label values in quotes, e.g. a model name, are not)."""
+    return set(METRIC_NAME.findall(re.sub(r'"[^"]*"', '""', text)))
 
 
 def adapter_rules() -> list[Doc]:
@@ -529,7 +530,7 @@ def test_prometheus_rule_covers_the_required_alerts() -> None:
     for topic, metric in required.items():
         assert any(metric in expr for expr in alerts.values()), f"no alert on {topic} ({metric})"
     _, c = triton("eks-gpu")
-    assert "summary_latencies=true" in flag(c["args"], "metrics-config"), "p99 needs latency summaries"
+    assert "--extra-arg=--metrics-config=summary_latencies=true" in c["args"], "p99 needs latency summaries"
 
 
 def test_grafana_dashboard_has_per_stage_latency_panels() -> None:
@@ -537,7 +538,11 @@ def test_grafana_dashboard_has_per_stage_latency_panels() -> None:
     exprs_by_title = {p["title"]: " ".join(t["expr"] for t in p.get("targets", [])) for p in dashboard["panels"]}
     for stage in STAGES:
         panel = exprs_by_title.get(f"{stage} latency", "")
-        assert f'model="{stage}"' in panel and "nv_inference_request_duration_us" in panel, stage
+        # bundle mode serves stage S of bundle B as model S__B (cascade/bundles/models.py)
+        assert f'model=~"{stage}(__.*)?"' in panel and "nv_inference_request_duration_us" in panel, stage
+        assert f'model="{stage}"' not in panel, stage
+    queue = [e for e in exprs_by_title.values() if "nv_inference_queue_duration_us" in e and "model!" in e]
+    assert queue and all('model!~"recommend(__.*)?|interactions|cascade_bundle_info"' in e for e in queue)
     used = set().union(*(metric_names(e) for e in exprs_by_title.values()))
     assert used <= TRITON_METRICS | CASCADE_METRICS, used - TRITON_METRICS - CASCADE_METRICS
     cm = [d for d in find("eks-gpu", "ConfigMap") if d["metadata"]["name"].startswith("cascade-grafana-dashboard")]

@@ -445,34 +445,3 @@ def test_materialization_publishes_a_snapshot_the_pod_picks_up(env: dict[str, st
         assert len(calls(env, "rollout")) == 1, "a new snapshot needs no rollout"
     finally:
         stop(proc)
-
-
-@pytest.mark.parametrize(("store", "refused"), [
-    ("online_store: {type: redis, connection_string: 'cache:6379,ssl=true,password=s3cret'}", True),
-    ("online_store:\n  type: redis\n  password: \"s3cret\"\n", True),
-    ("online_store: {type: redis, connection_string: '${FEAST_REDIS_CONNECTION_STRING}'}", False),
-    ("online_store: {type: redis, connection_string: 'cache:6379,password=${FEAST_REDIS_PASSWORD}'}", False),
-])
-def test_publish_refuses_a_literal_redis_password(env: dict[str, str], tmp_path: Path, store: str, refused: bool) -> None:
-    """The Redis AUTH token comes from the cluster's Secret; it must never land in the bucket."""
-    export = tmp_path / "local-export"
-    files = {
-        "export.json": '{"version": "v-auth"}',
-        "model_repository/recommend/config.pbtxt": "platform: ensemble",
-        "feature_repo/cascade_repo.json": "{}",
-        "feature_repo/feature_store.yaml": store,
-        "feature_repo/data/registry.db": "r",
-        "feature_repo/item_snapshot/s1/items.parquet": "s1",
-        "feature_repo/item_snapshot/LATEST": "s1\n",
-    }
-    for rel, text in files.items():
-        (export / rel).parent.mkdir(parents=True, exist_ok=True)
-        (export / rel).write_text(text)
-    proc = subprocess.run(["sh", str(ROOT / "k8s" / "scripts" / "publish-export.sh"), str(export), "s3://bucket/exports"],
-                          env=env, capture_output=True, text=True, timeout=60)
-    if refused:
-        assert proc.returncode != 0 and "literal Redis password" in proc.stderr, proc.stderr
-        assert not s3(env, "exports/v-auth").exists(), "nothing uploaded"
-    else:
-        assert proc.returncode == 0, proc.stderr
-        assert s3(env, "exports/v-auth/feature_repo/feature_store.yaml").read_text() == store
