@@ -18,9 +18,13 @@ def default_repository(grpc_port: int) -> Path:
 def prepare_repository(repository: Path, fresh: bool = True) -> Path:
     """An empty bundle repository holding only the info model (``fresh`` clears an old one)."""
     repository = Path(repository).resolve()
-    if fresh and repository.exists():
-        shutil.rmtree(repository)
     repository.mkdir(parents=True, exist_ok=True)
+    if fresh:  # empty it, keep the folder: on Kubernetes it is a volume's mount point (not removable)
+        for child in repository.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     write_folder(repository, info_model_folder("", repository))
     return repository
 
