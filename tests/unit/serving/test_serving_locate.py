@@ -80,3 +80,29 @@ def test_prepare_backend_dir_is_idempotent_and_repairs_changed_files(tmp_path: P
     restored = (target / "triton_python_backend_utils.py").read_bytes()
     assert restored == (install.python_backend / "triton_python_backend_utils.py").read_bytes()
     assert not [p for p in target.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_a_system_triton_is_used_as_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CASCADE_TRITONSERVER_HOME (the serving image: /opt/tritonserver, NGC layout): its backends/
+    folder is the --backend-directory as is, no bundled libs; a missing file is named."""
+    from cascade.serving.env import build_server_env
+    from cascade.serving.locate import TRITON_HOME_ENV
+
+    home = tmp_path / "tritonserver"
+    monkeypatch.setenv(TRITON_HOME_ENV, str(home))
+    with pytest.raises(NotFoundError, match=r"bin/tritonserver not found.*/opt/tritonserver"):
+        locate_triton()
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "tritonserver").write_text("")
+    (home / "backends" / "python").mkdir(parents=True)
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        (home / "backends" / "python" / name).write_text("")
+    with pytest.raises(NotFoundError, match="triton_python_backend_stub not found"):
+        locate_triton()
+    (home / "backends" / "python" / "triton_python_backend_stub").write_text("")
+    install = locate_triton()
+    assert install.system and install.backends == home / "backends" and install.libs is None
+    assert install.binary == home / "bin" / "tritonserver" and install.caches == home / "caches"
+    env = build_server_env(install, base_env={"LD_LIBRARY_PATH": "/usr/local/cuda/compat/lib", "PATH": "/usr/bin"})
+    assert env["LD_LIBRARY_PATH"] == "/usr/local/cuda/compat/lib", "the image's library path is left alone"
+    assert env["PATH"].startswith(str(Path(sys.prefix) / "bin"))
