@@ -2,7 +2,7 @@
 
 `file://` runs for real. The `s3://` path runs boto3 against moto in server mode, a local
 S3-compatible EMULATOR started as a separate process on a free port (S3 itself cannot be reached
-here): real HTTP, real boto3, the emulator's S3 semantics."""
+here; fixture ``moto_s3`` in tests/conftest.py): real HTTP, real boto3, the emulator's S3 semantics."""
 
 from __future__ import annotations
 
