@@ -1,6 +1,7 @@
 """The serving image's Python install, resolved for the image's Python and platform with pip.
 
-    python k8s/image/resolve.py lock     # rewrite constraints-serving.txt (pip's resolver)
+    python k8s/image/resolve.py lock     # rewrite constraints-serving.txt (pip's resolver), keeping
+                                         # the current pins (--release NAME lets one move; --fresh: all)
     python k8s/image/resolve.py check    # fast: the lock is current and every pin resolves
     python k8s/image/resolve.py check --full   # also re-resolve everything against the lock
     python k8s/image/resolve.py check --force  # ignore the remembered success of this lock
@@ -115,21 +116,25 @@ def read_lock(path: Path = LOCK) -> dict[str, str]:
     return pins
 
 
-def lock(keep: bool = True) -> None:
-    """Resolve the image's install. ``keep``: the current lock's versions are constraints, so only
-    what the inputs changed moves (like pip-compile); if that does not resolve, everything is."""
+def lock(keep: bool = True, release: tuple[str, ...] = ()) -> None:
+    """Resolve the image's install. ``keep``: the current lock's versions are constraints (except
+    the ``release``d names), so only what the inputs changed moves (like pip-compile); if that does
+    not resolve, everything is re-resolved."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         args = [*project_requirements(), *BUILD_REQUIREMENTS]
         pins = read_lock() if keep and LOCK.is_file() else {}
+        for name in release:
+            pins.pop(name.lower().replace("_", "-"), None)
         if pins:
             constraints = Path(tmp) / "keep.txt"
             constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(pins.items())))
             try:
                 pip_dry_run([*args, "-c", str(constraints)], report)
-            except SystemExit:
-                print("the current pins do not resolve with the new inputs; resolving everything", file=sys.stderr)
-                pip_dry_run(args, report)
+            except SystemExit as error:
+                raise SystemExit(f"{error}\nthe current pins do not resolve with the new inputs: release the "
+                                 "conflicting ones (`resolve.py lock --release NAME`, see pip's message) or "
+                                 "re-resolve everything (`resolve.py lock --fresh`, slow)") from None
         else:
             pip_dry_run(args, report)
         installs = json.loads(report.read_text())["install"]
@@ -193,8 +198,14 @@ def main() -> None:
     parser.add_argument("command", choices=("lock", "check"))
     parser.add_argument("--full", action="store_true", help="check: also run the full resolution (slow when cold)")
     parser.add_argument("--force", action="store_true", help="check: ignore a previous success for this lock")
+    parser.add_argument("--fresh", action="store_true", help="lock: re-resolve everything (default: keep the current pins)")
+    parser.add_argument("--release", action="append", default=[], metavar="NAME",
+                        help="lock: let this package move from its current pin (repeatable)")
     args = parser.parse_args()
-    lock() if args.command == "lock" else check(args.full, args.force)
+    if args.command == "lock":
+        lock(keep=not args.fresh, release=tuple(args.release))
+    else:
+        check(args.full, args.force)
 
 
 if __name__ == "__main__":
