@@ -274,6 +274,23 @@ def test_init_refuses_a_bundle_that_fails_verification(env: dict[str, str]) -> N
     assert not (Path(env["EXPORT_ROOT"]) / "bundles" / "v1").exists()
 
 
+def test_init_enforces_the_release_signature(env: dict[str, str], tmp_path: Path) -> None:
+    """With CASCADE_BUNDLE_PUBLIC_KEY (the pod mounts it), an unsigned bundle is refused in the
+    cluster; the same bundle signed with the release key is fetched."""
+    from cascade.bundles.signing import generate_keys, sign_manifest
+
+    keys = generate_keys(tmp_path / "keys")
+    signed_env = {**env, "CASCADE_BUNDLE_PUBLIC_KEY": str(keys.public_key)}
+    publish(env, "v1")
+    proc = subprocess.run(["sh", str(SCRIPTS / "model-sync.sh"), "once"], env=signed_env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "manifest.sig" in proc.stderr and "not activated" in proc.stderr, proc.stderr
+    assert not (Path(env["EXPORT_ROOT"]) / "bundles" / "v1").exists()
+    sign_manifest(s3(env, "exports/v1"), keys.private_key)
+    run(signed_env, "model-sync.sh", "once")
+    assert (Path(env["EXPORT_ROOT"]) / "bundles" / "v1" / "manifest.sig").is_file()
+    assert (Path(env["EXPORT_ROOT"]) / ".initial").read_text().strip() == "v1"
+
+
 class DroppingProxy:
     """An HTTP proxy in front of the S3 emulator that, while ``drop`` names a key prefix, lets the
     first ``keep`` object downloads under it through and then closes the connection of every other
