@@ -14,7 +14,10 @@ beside the server (``cascade serve``, :class:`cascade.serving.server.TritonServe
   index, the watchdog acts:
   - ``policy="reload"`` (explicit model control): ``POST /v2/repository/models/<model>/load``, which
     builds fresh instances (new stubs, warm-up included) and swaps them in; requests fail only
-    until the load finishes (seconds);
+    until the load finishes (seconds). Triton 2.51 treats a load of an unchanged model folder as
+    a no-op (measured: "reloaded" in 0.0 s, the dead stub stays dead), so the watchdog first marks
+    the folder modified (the mtime of its config.pbtxt), and after the load checks that the model
+    has a live stub again; if not (a read-only repository, a failed load), it stops the server;
   - ``policy="exit"`` (modes none/poll, where the repository API cannot load): SIGTERM the server,
     so it is neither live nor ready and the supervisor (Kubernetes, ``cascade serve``) restarts it.
 """
@@ -45,6 +48,7 @@ class Stub:
     model: str
     version: str
     instance: str
+    model_dir: Path | None = None  # <repository>/<model>, from the stub's command line
 
 
 def python_stubs(server_pid: int) -> list[Stub]:
@@ -67,7 +71,8 @@ def python_stubs(server_pid: int) -> list[Stub]:
             continue
         model_file = Path(command[1])
         instance = command[8] if len(command) > 8 else model_file.parent.parent.name
-        stubs.append(Stub(child.pid, model_file.parent.parent.name, model_file.parent.name, instance))
+        stubs.append(Stub(child.pid, model_file.parent.parent.name, model_file.parent.name, instance,
+                          model_file.parent.parent))
     return stubs
 
 
@@ -182,25 +187,47 @@ class StubWatchdog:
             except ProcessLookupError:
                 pass
             return crashed
-        for model in sorted({s.model for s in crashed} - self._reloading):
+        folders = {s.model: s.model_dir for s in crashed}
+        for model in sorted(set(folders) - self._reloading):
             self._reloading.add(model)
-            threading.Thread(target=self._reload, args=(model,), name=f"cascade-reload-{model}", daemon=True).start()
+            threading.Thread(target=self._reload, args=(model, folders[model]), name=f"cascade-reload-{model}",
+                             daemon=True).start()
         return crashed
 
-    def _reload(self, model: str) -> None:
+    def _stop_server(self, why: str) -> None:
+        self._event(f"{why}; stopping tritonserver pid {self.server_pid}")
+        try:
+            os.kill(self.server_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def _reload(self, model: str, model_dir: Path | None = None) -> None:
         start = time.monotonic()
         try:
+            mark_modified(model_dir)
+        except OSError as exc:
+            self._event(f"cannot mark {model_dir} modified ({exc}); Triton may skip the reload")
+        try:
             _request(f"{self.http_url}/v2/repository/models/{model}/load", self.admin_key)
+        except (urllib.error.URLError, OSError) as exc:
+            self._stop_server(f"reload of model {model} failed ({exc})")
+            self._reloading.discard(model)
+            return
+        if not any(s.model == model and s.instance != s.model for s in python_stubs(self.server_pid)):
+            self._stop_server(f"model {model} has no live python stub after its reload ({time.monotonic() - start:.1f} s)")
+        else:
             self._down.pop(model, None)
             self._event(f"model {model} reloaded (fresh stubs) in {time.monotonic() - start:.1f} s")
-        except (urllib.error.URLError, OSError) as exc:
-            self._event(f"reload of model {model} failed ({exc}); stopping tritonserver pid {self.server_pid}")
-            try:
-                os.kill(self.server_pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        finally:
-            self._reloading.discard(model)
+        self._reloading.discard(model)
+
+
+def mark_modified(model_dir: Path | None) -> None:
+    """Bump the mtime of a model folder's config.pbtxt (else the folder), so that Triton's load
+    API takes the model for modified and builds new instances instead of keeping the loaded ones."""
+    if model_dir is None:
+        return
+    target = model_dir / "config.pbtxt"
+    os.utime(target if target.is_file() else model_dir, None)
 
 
 def _admin_key_from_env() -> str | None:
