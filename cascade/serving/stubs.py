@@ -16,7 +16,7 @@ beside the server (``cascade serve``, :class:`cascade.serving.server.TritonServe
     builds fresh instances (new stubs, warm-up included) and swaps them in; requests fail only
     until the load finishes (seconds). Triton 2.51 treats a load of an unchanged model folder as
     a no-op (measured: "reloaded" in 0.0 s, the dead stub stays dead), so the watchdog first marks
-    the folder modified (the mtime of its config.pbtxt), and after the load checks that the model
+    the folder modified (the mtime of the version's model.py), and after the load checks that the model
     has a live stub again; if not (a read-only repository, a failed load), it stops the server;
   - ``policy="exit"`` (modes none/poll, where the repository API cannot load): SIGTERM the server,
     so it is neither live nor ready and the supervisor (Kubernetes, ``cascade serve``) restarts it.
@@ -187,10 +187,10 @@ class StubWatchdog:
             except ProcessLookupError:
                 pass
             return crashed
-        folders = {s.model: s.model_dir for s in crashed}
+        folders = {s.model: (s.model_dir, s.version) for s in crashed}
         for model in sorted(set(folders) - self._reloading):
             self._reloading.add(model)
-            threading.Thread(target=self._reload, args=(model, folders[model]), name=f"cascade-reload-{model}",
+            threading.Thread(target=self._reload, args=(model, *folders[model]), name=f"cascade-reload-{model}",
                              daemon=True).start()
         return crashed
 
@@ -201,10 +201,10 @@ class StubWatchdog:
         except ProcessLookupError:
             pass
 
-    def _reload(self, model: str, model_dir: Path | None = None) -> None:
+    def _reload(self, model: str, model_dir: Path | None = None, version: str = "1") -> None:
         start = time.monotonic()
         try:
-            mark_modified(model_dir)
+            mark_modified(model_dir, version)
         except OSError as exc:
             self._event(f"cannot mark {model_dir} modified ({exc}); Triton may skip the reload")
         try:
@@ -221,13 +221,24 @@ class StubWatchdog:
         self._reloading.discard(model)
 
 
-def mark_modified(model_dir: Path | None) -> None:
-    """Bump the mtime of a model folder's config.pbtxt (else the folder), so that Triton's load
-    API takes the model for modified and builds new instances instead of keeping the loaded ones."""
+def mark_modified(model_dir: Path | None, version: str = "1") -> None:
+    """Bump the mtime of the version's model.py, so that Triton's load API takes the model for
+    modified and builds new instances instead of keeping the loaded ones (measured on 2.51: a
+    touched config.pbtxt with the same content is not enough). Its bytecode is rewritten at once,
+    so the stub does not write a newer one after the load (which would make the next ensemble load
+    reload the model again, cascade/bundles/models.py)."""
     if model_dir is None:
         return
-    target = model_dir / "config.pbtxt"
-    os.utime(target if target.is_file() else model_dir, None)
+    import py_compile
+
+    source = model_dir / version / "model.py"
+    if not source.is_file():
+        raise OSError(f"{source} not found")
+    os.utime(source, None)
+    try:
+        py_compile.compile(str(source), doraise=True)
+    except (py_compile.PyCompileError, OSError):
+        pass  # the load reports a broken model.py; a read-only folder keeps its old bytecode
 
 
 def _admin_key_from_env() -> str | None:
