@@ -310,6 +310,8 @@ def test_triton_runs_cascade_serve_on_the_bundle_repository(overlay: str, tmp_pa
     args = c["args"]
     assert flag(args, "repository") == "/export/repository" and flag(args, "host") == "0.0.0.0"
     assert "--stub-watchdog" in args and not any(a.startswith("--no-bundles") or a.startswith("--model-control-mode") for a in args)
+    # no throwaway auto-complete stub per load: half of a stub-death reload (benchmarks/stub_reload.py)
+    assert "--extra-arg=--disable-auto-complete-config" in args
     env = {e["name"]: e for e in c["env"]}
     assert env["CASCADE_TRITONSERVER_HOME"]["value"] == "/opt/tritonserver"  # the image's Triton
     assert "CASCADE_EXPORT_ROOT" not in env, "bundle models carry their export_root"
