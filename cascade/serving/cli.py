@@ -25,8 +25,10 @@ class ModelControl(str, Enum):
     explicit = "explicit"
 
 
-class _StopRequested(Exception):
-    """Raised by the signal handler so start-up, the readiness wait and the idle loop all end."""
+class _StopRequested(BaseException):
+    """Raised by the signal handler so start-up, the readiness wait, the first rollout and the idle
+    loop all end. A BaseException: the rollout's `except Exception` (e.g. a model load that fails
+    without failing the rollout) must not swallow a SIGTERM (seen: the pod would never stop)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -177,7 +179,7 @@ def serve(
             f"  log      {server.log_file}\n"
             + (f"  health   {server.health_url}/ready (503 while {config.ready_model or 'a model'} is not ready "
                "or a stub is dead)\n" if server.health_url else "")
-            + (f"  admin APIs need the admin-key header (${ADMIN_KEY_ENV})\n" if config.admin_key else "")
+            + (f"  admin APIs need the admin-key header (${ADMIN_KEY_ENV} or ${ADMIN_KEY_ENV}_FILE)\n" if config.admin_key else "")
             + "Press Ctrl-C to stop."
         )
         while (code := server.poll()) is None:
