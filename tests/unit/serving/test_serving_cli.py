@@ -99,3 +99,22 @@ def test_an_export_is_served_as_a_bundle_a_plain_repository_as_is(home: Path) ->
     plain = home / "repo"
     plain.mkdir()
     assert export_root_of(plain) is None
+
+
+def test_a_stop_signal_is_not_swallowed_by_except_exception() -> None:
+    """SIGTERM raises _StopRequested wherever `cascade serve` is, including inside the first
+    rollout, whose optional steps catch Exception (a model outside the ensemble that fails to
+    load); the pod must still stop (seen in a smoke of the pod's command path before the fix)."""
+    import signal
+
+    from cascade.serving.cli import _StopRequested
+
+    stopped = False
+    try:
+        try:
+            raise _StopRequested(signal.SIGTERM)
+        except Exception:  # noqa: BLE001 - what the rollout does
+            pass
+    except _StopRequested as stop:
+        stopped = str(stop) == "SIGTERM"
+    assert stopped
