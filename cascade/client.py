@@ -19,6 +19,7 @@ class Recommendations:
     model_version: str
     degraded: bool
     seed_used: int
+    variant: str = "control"  # which experiment variant answered ("control" when no experiment runs)
 
 
 def _error(exc: Exception) -> CascadeError:
@@ -85,7 +86,8 @@ class RecommendClient:
         return tensor
 
     def recommend(self, user_id: int, k: int = 10, exclude: Sequence[int] = (), explore: float = 0.0,
-                  seed: int | None = None) -> Recommendations:
+                  seed: int | None = None, variant: str | None = None) -> Recommendations:
+        """``variant`` forces an experiment variant ("control" / "treatment", for QA); None = by user hash."""
         inputs = [
             self._input("user_id", np.array([user_id], dtype=np.int64), "INT64"),
             self._input("top_k", np.array([k], dtype=np.int32), "INT32"),
@@ -94,7 +96,9 @@ class RecommendClient:
         ]
         if seed is not None:
             inputs.append(self._input("seed", np.array([seed], dtype=np.int64), "INT64"))
-        outputs = [self._module.InferRequestedOutput(n) for n in ("item_ids", "scores", "model_version", "degraded", "seed_used")]
+        if variant is not None:
+            inputs.append(self._input("variant", np.array([variant.encode()], dtype=object), "BYTES"))
+        outputs = [self._module.InferRequestedOutput(n) for n in ("item_ids", "scores", "model_version", "degraded", "seed_used", "variant")]
         try:
             if self.protocol == "grpc":
                 result = self._client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
@@ -115,4 +119,12 @@ class RecommendClient:
             model_version=version.decode() if isinstance(version, bytes) else str(version),
             degraded=bool(result.as_numpy("degraded").reshape(-1)[0]),
             seed_used=int(result.as_numpy("seed_used").reshape(-1)[0]),
+            variant=_text(result.as_numpy("variant")),
         )
+
+
+def _text(array: np.ndarray | None) -> str:
+    if array is None or array.size == 0:
+        return "control"
+    value = array.reshape(-1)[0]
+    return value.decode() if isinstance(value, bytes) else str(value)
