@@ -233,7 +233,7 @@ def test_canary_aborts_a_slow_treatment(server: TritonServer, bundles: dict[str,
     assert report.outcome == "aborted", report.to_dict()
     assert "p50_ratio" in report.reason
     assert [e for *_, e in load.records if e is not None] == []
-    assert _live(url) == load_manifest(bundles["A"]).bundle_id
+    assert _live(url) == control
 
 
 def test_canary_cli_promotes_a_healthy_treatment(server: TritonServer, bundles: dict[str, Path], tmp_path: Path) -> None:
