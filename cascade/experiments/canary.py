@@ -57,8 +57,8 @@ def run_canary(export_root: Path, url: str, *, steps: list[float], step_seconds:
     metrics = metrics_url_for(url, metrics_url)
     scrape(metrics)  # fail before loading anything when the metrics endpoint is wrong
     started = time.monotonic()
-    common = dict(repository=repository, lock_dir=lock_dir)
-    begun = control.start(export_root, url, share=steps[0], name=name, salt=salt, public_key=public_key, **common)
+    begun = control.start(export_root, url, share=steps[0], name=name, salt=salt, public_key=public_key,
+                          repository=repository, lock_dir=lock_dir)
     experiment = begun.experiment
     report = CanaryReport(experiment["treatment"], experiment["control"], "aborted", "", asdict(guard),
                           experiment=experiment, seconds={"start": begun.seconds.get("total", 0.0)})
@@ -66,7 +66,7 @@ def run_canary(export_root: Path, url: str, *, steps: list[float], step_seconds:
     try:
         for index, share in enumerate(steps):
             if index:
-                control.set_share(url, share, **common)
+                control.set_share(url, share, repository=repository, lock_dir=lock_dir)
             step = _run_step(metrics, experiment["name"], share, step_seconds, guard, baseline)
             baseline = baseline.plus(step.pop("_control"))
             report.steps.append(step)
@@ -80,9 +80,9 @@ def run_canary(export_root: Path, url: str, *, steps: list[float], step_seconds:
         report.reason = f"canary failed: {error.message}"
     mark = time.monotonic()
     if report.outcome == "promoted":
-        control.stop(url, promote=True, **common)
+        control.stop(url, promote=True, repository=repository, lock_dir=lock_dir)
     else:
-        stopped = control.stop(url, promote=False, **common)  # the automatic rollback
+        stopped = control.stop(url, promote=False, repository=repository, lock_dir=lock_dir)  # the automatic rollback
         report.seconds["rollback_to_switched"] = stopped.seconds["to_switched"]
     report.seconds["stop"] = time.monotonic() - mark
     report.seconds["total"] = time.monotonic() - started

@@ -36,7 +36,7 @@ class GuardSpec:
         for term in [t.strip() for t in (spec or "").split(",") if t.strip()]:
             name, op, value = _split(term)
             if name == "min_requests" and op in ("=", ">="):
-                min_requests = _number(term, value, integer=True)
+                min_requests = int(_number(term, value, integer=True))
                 continue
             if name not in GUARDS or op != "<=":
                 raise InvalidInputError(f"--guard term {term!r}: expected one of {allowed}")

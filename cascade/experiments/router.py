@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cascade.errors import CascadeError, InvalidInputError, triton_code_name
-from cascade.experiments.assign import CONTROL, TREATMENT, VARIANTS, assign
+from cascade.experiments.assign import CONTROL, VARIANTS, assign
 from cascade.experiments.state import Experiment
 from cascade.online.triton import METRIC_FLUSH_SECONDS, BufferedCounter, BufferedHistogram, MetricFlusher
 
@@ -127,10 +127,10 @@ class TritonPythonModel:
         self._metric("latency", variant).observe(time.perf_counter() - started)
         self._metric("requests", variant).increment(1)
         if answer.has_error():
-            error = answer.error()
-            code = bls_error_code(pb_utils, error)
+            failure = answer.error()
+            code = bls_error_code(pb_utils, failure)
             self._metric("errors", variant, _code_name(pb_utils, code)).increment(1)
-            return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(error.message(), code))
+            return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(failure.message(), code))
         outputs = {t.name(): t for t in answer.output_tensors()}
         items = outputs["item_ids"].as_numpy().size
         self._metric("items", variant).increment(items)
