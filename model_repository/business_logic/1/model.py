@@ -54,4 +54,3 @@ class TritonPythonModel(StageModel):
             "seed_used": np.array([[selection.seed]], dtype=np.int64),
             "variant": CONTROL_VARIANT,  # the plain ensemble: no experiment, everyone is the control
         }
-
