@@ -9,35 +9,20 @@ copies of B whose business_logic model.py fails every 5th request or sleeps."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks.canary_faults import FAULTY_CODE, VariantLoad, patched_bundle
 from cascade.bundles.manifest import load_manifest
-from cascade.experiments.assign import assign, bucket
+from cascade.experiments.assign import assign
 from cascade.serving.ports import free_ports
 from cascade.serving.server import TritonServer
 
 pytestmark = pytest.mark.integration
-RUN_LINE = "        self.clock.start()\n"
-
-
-def _patched(base: Path, target: Path, bundle_id: str, code: str) -> Path:
-    from benchmarks.swap import rebrand
-    from cascade.bundles.manifest import write_manifest
-
-    out = rebrand(base, target, bundle_id)
-    model_py = out / "model_repository/business_logic/1/model.py"
-    source = model_py.read_text()
-    assert RUN_LINE in source
-    model_py.write_text(source.replace(RUN_LINE, RUN_LINE + code, 1))
-    write_manifest(out, bundle_id, load_manifest(base).code_version)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +32,7 @@ def bundles(tiny_export: tuple[Path, Path], tmp_path_factory: pytest.TempPathFac
     data, export_a = tiny_export
     root = tmp_path_factory.mktemp("experiments")
     export_b = export_repository(data, root / "b", artifacts_dir=export_a / "artifacts", n_candidates=120).root
-    faulty = _patched(export_b, root / "faulty", "faulty-20pct", (
-        "        self._n = getattr(self, '_n', 0) + 1\n"
-        "        if self._n > 12 and self._n % 5 == 0:  # after warm-up and the smoke set\n"
-        "            raise RuntimeError('faulty treatment: every 5th request fails')\n"))
+    faulty = patched_bundle(export_b, root / "faulty", "faulty-20pct", FAULTY_CODE)
     return {"A": export_a, "B": export_b, "faulty": faulty}
 
 
@@ -73,41 +55,6 @@ def server(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
         server.stop()
 
 
-@dataclass
-class Load:
-    """Closed-loop clients over users 0..399: (user, variant or None, latency s, error or None)."""
-
-    url: str
-    clients: int = 3
-    records: list[tuple[int, str | None, float, str | None]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> "Load":
-        self._threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(self.clients)]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def _loop(self, seed: int) -> None:
-        from cascade.client import RecommendClient
-        from cascade.errors import CascadeError
-
-        rng = np.random.default_rng(seed)
-        with RecommendClient(self.url, timeout_s=30) as client:
-            while not self._stop.is_set():
-                user, start = int(rng.integers(0, 400)), time.perf_counter()
-                try:
-                    answer = client.recommend(user, k=10)
-                    self.records.append((user, answer.variant, time.perf_counter() - start, None))
-                except CascadeError as error:
-                    self.records.append((user, None, time.perf_counter() - start, error.message))
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
-
-
 def _live(url: str) -> str | None:
     from cascade.bundles.state import connect, read_state
 
@@ -124,7 +71,7 @@ def test_variant_input_and_output_without_experiment(server: TritonServer) -> No
             client.recommend(1, k=5, variant="treatment")
 
 
-def test_split_status_share_and_abort(server: TritonServer, bundles: dict[str, Path]) -> None:
+def test_split_status_share_and_promote(server: TritonServer, bundles: dict[str, Path]) -> None:
     from typer.testing import CliRunner
 
     from cascade.bundles.rollout import rollout
@@ -185,11 +132,6 @@ def test_split_status_share_and_abort(server: TritonServer, bundles: dict[str, P
         assert answer.variant == "control" and answer.model_version.startswith(id_b)
 
 
-def _control_failures(load: Load, salt: str, reached: float) -> list[str]:
-    """Failed requests of users that were in the control at every step (bucket >= the largest share reached)."""
-    return [error for user, _, _, error in load.records if error is not None and bucket(user, salt) >= reached]
-
-
 def test_canary_aborts_a_faulty_treatment_and_rolls_back(server: TritonServer, bundles: dict[str, Path]) -> None:
     from cascade.experiments.canary import run_canary
     from cascade.experiments.guards import GuardSpec
@@ -198,7 +140,7 @@ def test_canary_aborts_a_faulty_treatment_and_rolls_back(server: TritonServer, b
 
     url, lock_dir = server.grpc_url, server.log_file.parent
     control = _live(url)  # B since the promotion above
-    with Load(url) as load:
+    with VariantLoad(url) as load:
         report = run_canary(bundles["faulty"], url, steps=[0.25, 0.5, 1.0], step_seconds=3.0, salt="c1",
                             guard=GuardSpec.parse("error_rate<=0.01,p99_ratio<=3,min_requests=10"),
                             metrics_url=server.metrics_url, lock_dir=lock_dir,
@@ -209,7 +151,7 @@ def test_canary_aborts_a_faulty_treatment_and_rolls_back(server: TritonServer, b
     reached = report.steps[-1]["share"]
     assert reached < 1.0
     assert report.steps[-1]["treatment"]["errors"] > 0
-    assert _control_failures(load, "c1", reached) == []
+    assert load.failures_of_control_users("c1", reached) == []
     assert any(e is not None for *_, e in load.records)  # the treatment did fail some requests
     state = read_state(connect(url))
     assert state.live == control and "faulty-20pct" not in state.bundles  # rolled back, treatment unloaded
@@ -222,11 +164,11 @@ def test_canary_aborts_a_slow_treatment(server: TritonServer, bundles: dict[str,
 
     url, lock_dir = server.grpc_url, server.log_file.parent
     control = _live(url)
-    with Load(url) as load:
+    with VariantLoad(url) as load:
         time.sleep(2.0)
     median = float(np.median([r[2] for r in load.records]))
-    slow = _patched(bundles["B"], tmp_path / "slow", "slow-3x", f"        __import__('time').sleep({2 * median:.4f})\n")
-    with Load(url) as load:
+    slow = patched_bundle(bundles["B"], tmp_path / "slow", "slow-3x", f"        __import__('time').sleep({2 * median:.4f})\n")
+    with VariantLoad(url) as load:
         report = run_canary(slow, url, steps=[0.5, 1.0], step_seconds=3.0, salt="c2",
                             guard=GuardSpec.parse("error_rate<=0.01,p50_ratio<=1.8,min_requests=10"),
                             metrics_url=server.metrics_url, lock_dir=lock_dir)
@@ -242,7 +184,7 @@ def test_canary_cli_promotes_a_healthy_treatment(server: TritonServer, bundles: 
     from cascade.cli import app
 
     url = server.grpc_url
-    with Load(url) as load:
+    with VariantLoad(url) as load:
         result = CliRunner().invoke(app, [
             "rollout", str(bundles["A"]), "--url", url, "--canary", "50,100", "--step-seconds", "2",
             "--guard", "error_rate<=0.01,p99_ratio<=20,min_requests=5", "--metrics-url", server.metrics_url,
