@@ -10,6 +10,7 @@ import numpy as np
 from cascade.errors import CascadeError, InvalidInputError, NotFoundError, UnavailableError
 
 MODEL = "recommend"
+OUTPUTS = ("item_ids", "scores", "model_version", "degraded", "seed_used", "variant")
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Recommendations:
     model_version: str
     degraded: bool
     seed_used: int
+    variant: str = "control"  # which experiment variant answered ("control" when no experiment runs)
 
 
 def _error(exc: Exception) -> CascadeError:
@@ -63,6 +65,7 @@ class RecommendClient:
         if not timeout_s > 0:
             raise InvalidInputError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
         self._module = module
+        self._outputs: tuple[str, ...] | None = None  # OUTPUTS the served model has (read once)
         if protocol == "http":
             self._client = module.InferenceServerClient(
                 url=url, connection_timeout=timeout_s, network_timeout=timeout_s
@@ -85,7 +88,8 @@ class RecommendClient:
         return tensor
 
     def recommend(self, user_id: int, k: int = 10, exclude: Sequence[int] = (), explore: float = 0.0,
-                  seed: int | None = None) -> Recommendations:
+                  seed: int | None = None, variant: str | None = None) -> Recommendations:
+        """``variant`` forces an experiment variant ("control" / "treatment", for QA); None = by user hash."""
         inputs = [
             self._input("user_id", np.array([user_id], dtype=np.int64), "INT64"),
             self._input("top_k", np.array([k], dtype=np.int32), "INT32"),
@@ -94,7 +98,9 @@ class RecommendClient:
         ]
         if seed is not None:
             inputs.append(self._input("seed", np.array([seed], dtype=np.int64), "INT64"))
-        outputs = [self._module.InferRequestedOutput(n) for n in ("item_ids", "scores", "model_version", "degraded", "seed_used")]
+        if variant is not None:
+            inputs.append(self._input("variant", np.array([variant.encode()], dtype=object), "BYTES"))
+        outputs = [self._module.InferRequestedOutput(n) for n in self._output_names()]
         try:
             if self.protocol == "grpc":
                 result = self._client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
@@ -115,4 +121,27 @@ class RecommendClient:
             model_version=version.decode() if isinstance(version, bytes) else str(version),
             degraded=bool(result.as_numpy("degraded").reshape(-1)[0]),
             seed_used=int(result.as_numpy("seed_used").reshape(-1)[0]),
+            variant=_text(result.as_numpy("variant") if "variant" in self._output_names() else None),
         )
+
+    def _output_names(self) -> tuple[str, ...]:
+        """OUTPUTS, without ``variant`` for a bundle exported before it existed (read from the
+        model's metadata once; metadata stays open under the admin key)."""
+        if self._outputs is None:
+            try:
+                if self.protocol == "grpc":
+                    meta = self._client.get_model_metadata(self.model, as_json=True, client_timeout=self.timeout_s)
+                else:
+                    meta = self._client.get_model_metadata(self.model)
+                names = {o["name"] for o in meta.get("outputs", [])}
+            except Exception:  # noqa: BLE001 - the inference call reports an unreachable server
+                return OUTPUTS
+            self._outputs = tuple(n for n in OUTPUTS if n in names or n != "variant")
+        return self._outputs
+
+
+def _text(array: np.ndarray | None) -> str:
+    if array is None or array.size == 0:
+        return "control"
+    value = array.reshape(-1)[0]
+    return value.decode() if isinstance(value, bytes) else str(value)
