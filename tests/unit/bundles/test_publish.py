@@ -2,16 +2,10 @@
 
 `file://` runs for real. The `s3://` path runs boto3 against moto in server mode, a local
 S3-compatible EMULATOR started as a separate process on a free port (S3 itself cannot be reached
-here): real HTTP, real boto3, the emulator's S3 semantics."""
+here; fixture ``moto_s3`` in tests/conftest.py): real HTTP, real boto3, the emulator's S3 semantics."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +15,6 @@ from cascade.bundles.manifest import write_manifest
 from cascade.bundles.publish import FileStore, open_store, publish
 from cascade.bundles.release import quality_gate
 from cascade.errors import BundleVerificationError, InvalidInputError
-from cascade.serving.ports import free_ports
 
 TOLERANCES = {"ndcg@10": 0.02, "recall@100": 0.02}
 
@@ -79,39 +72,6 @@ def test_a_bundle_that_fails_verification_is_not_published(tmp_path: Path) -> No
 def test_store_urls_are_checked(url: str) -> None:
     with pytest.raises(InvalidInputError, match="expected"):
         open_store(url)
-
-
-@pytest.fixture
-def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's S3 emulator in server mode (a local process), with a bucket `models`."""
-    import boto3
-
-    (port,) = free_ports(1)
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120  # a loaded CI box can take a while to import moto
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("moto_server did not start")
-                time.sleep(0.2)
-        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            monkeypatch.setenv(key, value)
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="models")
-        yield endpoint
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # werkzeug may sit in a request; it is ours to stop
-            server.kill()
-            server.wait(timeout=10)
 
 
 def test_s3_publish_against_the_emulator(tmp_path: Path, moto_s3: str) -> None:
