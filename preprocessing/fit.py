@@ -65,14 +65,14 @@ def _merge(parts: list[pd.Series]) -> pd.Series:
 
 def scan_interactions_cpu(train_path: Path, batch_rows: int, progress: bool) -> InteractionCounts:
     import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
+    from cascade.progress import progress_bar
 
     total = check_train_schema(train_path)
     file = pq.ParquetFile(train_path)
     users: list[pd.Series] = []
     items: list[pd.Series] = []
     t_min, t_max = None, None
-    with tqdm(total=total, unit="row", unit_scale=True, desc="fit: scan train", disable=not progress) as bar:
+    with progress_bar(total=total, unit="row", unit_scale=True, desc="fit: scan train", enabled=progress) as bar:
         for batch in file.iter_batches(batch_size=batch_rows, columns=list(TRAIN_COLUMNS)):
             user = batch.column(0).to_numpy(zero_copy_only=False)
             item = batch.column(1).to_numpy(zero_copy_only=False)
@@ -103,7 +103,7 @@ def fit_workflow(
     workflow: Workflow, data_dir: Path, *, engine: Engine = "cpu", batch_rows: int = 1 << 20, progress: bool = True
 ) -> FittedWorkflow:
     """Fit a copy of ``workflow`` on the train split of the dataset at ``data_dir``."""
-    from tqdm.auto import tqdm
+    from cascade.progress import progress_bar
 
     from cascade.workflows.dataset import load_dataset
 
@@ -124,7 +124,7 @@ def fit_workflow(
         entity_counts = counts.user_counts if entity == "user" else counts.item_counts
         ids = frame[id_column(entity)].to_numpy(np.int64)
         weights = entity_counts.reindex(ids, fill_value=0).to_numpy(np.float64)
-        for pipeline in tqdm(pipelines, desc=f"fit: {entity} columns", disable=not progress):
+        for pipeline in progress_bar(pipelines, desc=f"fit: {entity} columns", enabled=progress):
             pipeline.fit(canonicalize(frame[pipeline.input.name].to_numpy(), pipeline.input), weights, ctx)
     meta = ArtifactMeta(
         dataset_hash=info.content_hash,

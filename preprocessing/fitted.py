@@ -101,14 +101,14 @@ class FittedWorkflow:
         self, frame: pd.DataFrame, entity: Entity, *, batch_rows: int = DEFAULT_BATCH_ROWS, progress: bool = False
     ) -> dict[str, np.ndarray]:
         """Offline path: ``frame`` in chunks of ``batch_rows`` through :meth:`transform_batch`."""
-        from tqdm.auto import tqdm
+        from cascade.progress import progress_bar
 
         _check_entity(entity)
         names = [c.name for c in self._inputs[entity] if c.name in frame.columns]  # absent: named by transform_batch
         arrays = {name: frame[name].to_numpy() for name in names}
         parts: list[dict[str, np.ndarray]] = []
         n = len(frame)
-        bar = tqdm(total=n, unit="row", desc=f"transform {entity}", disable=not progress)
+        bar = progress_bar(total=n, unit="row", desc=f"transform {entity}", enabled=progress)
         for start in range(0, max(n, 1), batch_rows):
             chunk = {name: array[start:start + batch_rows] for name, array in arrays.items()}
             parts.append(self.transform_batch(chunk, entity))

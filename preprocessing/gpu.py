@@ -31,7 +31,7 @@ def scan_interactions_cudf(train_path: Path, progress: bool):
             f"engine='cudf' needs cudf with a CUDA GPU (pip install 'cascade-recsys[gpu]'): {exc}"
         ) from None
     import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
+    from cascade.progress import progress_bar
 
     from cascade.preprocessing.fit import TRAIN_COLUMNS, InteractionCounts, _merge, check_train_schema
 
@@ -40,7 +40,7 @@ def scan_interactions_cudf(train_path: Path, progress: bool):
     users: list[pd.Series] = []
     items: list[pd.Series] = []
     t_min, t_max = None, None
-    for group in tqdm(range(groups), desc="fit: scan train (cudf)", unit="row group", disable=not progress):
+    for group in progress_bar(range(groups), desc="fit: scan train (cudf)", unit="row group", enabled=progress):
         frame = cudf.read_parquet(str(train_path), columns=list(TRAIN_COLUMNS), row_groups=[group])
         if len(frame) == 0:
             continue

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Callable, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -415,44 +415,20 @@ class ALSRecommender:
         (at most ``max_validation_users`` of them, seeded sample); their fit items are excluded and
         removed from their relevant set. The grid results are kept in ``.tuning``.
         """
-        from tqdm.auto import tqdm
-
-        from cascade.metrics import ranking_metrics
-
         grid = list(grid) if grid is not None else default_grid(len(train))
         if not grid:
             raise InvalidInputError("the ALS grid is empty; give at least one ALSParams")
         if not objectives:
             raise InvalidInputError("give at least one ALS tuning objective")
-        ks_wanted = {10, 100}
-        for objective in objectives:
-            metric, _, k_text = objective.partition("@")
-            if metric not in ("recall", "precision", "ndcg", "map", "hit_rate") or not k_text.isdigit():
-                raise InvalidInputError(f"objective must look like 'ndcg@10' or 'recall@100'; got {objective!r}")
-            ks_wanted.add(int(k_text))
-        ks = sorted(ks_wanted)
+        ks = sorted({10, 100, *(objective_k(objective) for objective in objectives)})
         started = time.perf_counter()
-        val_users, fit_part, exclude, relevant = validation_split(
-            train, validation_fraction, max_validation_users, seed
+        split = validation_split(train, validation_fraction, max_validation_users, seed)
+        fit_part = split[1]
+        report = TuningReport(objectives[0], validation_rule(validation_fraction), len(split[0]))
+        report.results = search_grid(
+            grid, lambda params: cls(catalog, params, seed=seed, num_threads=num_threads).fit(fit_part),
+            split, ks, objective=objectives[0], desc="ALS grid", progress=progress,
         )
-        report = TuningReport(
-            objective=objectives[0],
-            validation=(
-                f"per user, last ceil({validation_fraction} x n) train interactions held out; "
-                f"users with >= 1 remaining fit interaction; fit items excluded"
-            ),
-            n_validation_users=len(val_users),
-        )
-        bar = tqdm(grid, desc="ALS grid", disable=not progress, leave=False)
-        for params in bar:
-            t0 = time.perf_counter()
-            model = cls(catalog, params, seed=seed, num_threads=num_threads).fit(fit_part)
-            fit_seconds = time.perf_counter() - t0
-            recs = model.recommend(val_users, max(ks), exclude)
-            values = ranking_metrics(recs, relevant, ks)
-            values.pop("n_users", None)
-            report.results.append(GridResult(params, values, fit_seconds))
-            bar.set_postfix_str(f"best {objectives[0]}={max(r.metrics[objectives[0]] for r in report.results):.4f}")
         out: list[ALSRecommender] = []
         fitted: dict[ALSParams, ALSRecommender] = {}
         for objective in objectives:
@@ -472,6 +448,55 @@ class ALSRecommender:
             model.tuning.seconds = seconds
         return out
 
+
+
+# --------------------------------------------------------------------------------------------------
+# Tuning on a validation split carved from train (shared by ALS and EASE^R)
+
+TUNING_METRICS = ("recall", "precision", "ndcg", "map", "hit_rate")
+
+
+def objective_k(objective: str) -> int:
+    """The k of a tuning objective such as ``ndcg@10``; a clear error for anything else."""
+    metric, _, k_text = objective.partition("@")
+    if metric not in TUNING_METRICS or not k_text.isdigit() or int(k_text) < 1:
+        raise InvalidInputError(
+            f"objective must be <metric>@<k> with metric in {', '.join(TUNING_METRICS)} (e.g. 'ndcg@10'); got {objective!r}"
+        )
+    return int(k_text)
+
+
+def validation_rule(validation_fraction: float) -> str:
+    return (f"per user, last ceil({validation_fraction} x n) train interactions held out; "
+            f"users with >= 1 remaining fit interaction; fit items excluded")
+
+
+def search_grid(
+    settings: Sequence[object],
+    fit: Callable[[object], BatchRecommender],
+    split: tuple[np.ndarray, pd.DataFrame, list[np.ndarray], list[np.ndarray]],
+    ks: Sequence[int],
+    *,
+    objective: str,
+    desc: str,
+    progress: bool,
+) -> list[GridResult]:
+    """Fit each setting on the split's fit part and score it on its validation users (one pass)."""
+    from cascade.metrics import ranking_metrics
+    from cascade.progress import progress_bar
+
+    val_users, _, exclude, relevant = split
+    results: list[GridResult] = []
+    bar = progress_bar(settings, desc=desc, enabled=progress, leave=False)
+    for params in bar:
+        t0 = time.perf_counter()
+        model = fit(params)
+        fit_seconds = time.perf_counter() - t0
+        values = ranking_metrics(model.recommend(val_users, max(ks), exclude), relevant, list(ks))
+        values.pop("n_users", None)
+        results.append(GridResult(params, values, fit_seconds))  # type: ignore[arg-type]
+        bar.set_postfix_str(f"best {objective}={max(r.metrics[objective] for r in results):.4f}")
+    return results
 
 
 # --------------------------------------------------------------------------------------------------
@@ -630,42 +655,22 @@ class EASERecommender:
         """Pick ``lam`` on a validation split carved from ``train`` (each user's last
         ``ceil(validation_fraction x n)`` train interactions, as :meth:`ALSRecommender.tune_objectives`),
         maximising ``objective`` (grid: :func:`ease_lambdas`); then refit on all of ``train``."""
-        from tqdm.auto import tqdm
-
-        from cascade.metrics import ranking_metrics
-
         lambdas = [float(v) for v in (ease_lambdas(len(catalog)) if lambdas is None else lambdas)]
         if not lambdas:
             raise InvalidInputError("the EASE lambda grid is empty; give at least one value")
-        metric, _, k_text = objective.partition("@")
-        if metric not in ("recall", "precision", "ndcg", "map", "hit_rate") or not k_text.isdigit():
-            raise InvalidInputError(f"objective must look like 'ndcg@10' or 'recall@100'; got {objective!r}")
+        ks = sorted({10, 100, objective_k(objective)})
         if len(catalog) > EASE_MAX_ITEMS:
             raise InvalidInputError(
                 f"EASE^R is skipped above {EASE_MAX_ITEMS} items (dense items x items); this catalog has {len(catalog)}"
             )
-        ks = sorted({10, 100, int(k_text)})
         started = time.perf_counter()
-        val_users, fit_part, exclude, relevant = validation_split(
-            train, validation_fraction, max_validation_users, seed
+        split = validation_split(train, validation_fraction, max_validation_users, seed)
+        gram = ease_gram(binary_matrix(catalog, split[1])[0])
+        report = TuningReport(objective, validation_rule(validation_fraction), len(split[0]))
+        report.results = search_grid(
+            [EASEParams(lam) for lam in lambdas], lambda params: cls(catalog, params.lam).fit(split[1], gram=gram),
+            split, ks, objective=objective, desc="EASE lambda", progress=progress,
         )
-        gram = ease_gram(binary_matrix(catalog, fit_part)[0])
-        report = TuningReport(
-            objective=objective,
-            validation=(
-                f"per user, last ceil({validation_fraction} x n) train interactions held out; "
-                f"users with >= 1 remaining fit interaction; fit items excluded"
-            ),
-            n_validation_users=len(val_users),
-        )
-        bar = tqdm(lambdas, desc="EASE lambda", disable=not progress, leave=False)
-        for lam in bar:
-            t0 = time.perf_counter()
-            model = cls(catalog, lam).fit(fit_part, gram=gram)
-            fit_seconds = time.perf_counter() - t0
-            values = ranking_metrics(model.recommend(val_users, max(ks), exclude), relevant, ks)
-            values.pop("n_users", None)
-            report.results.append(GridResult(EASEParams(lam), values, fit_seconds))  # type: ignore[arg-type]
         del gram
         best = max(report.results, key=lambda r: r.metrics[objective]).params  # first best on ties
         final = cls(catalog, best.lam).fit(train)  # type: ignore[attr-defined]

@@ -192,7 +192,7 @@ def evaluate(
     progress: bool = True,
 ) -> EvaluationReport:
     """Evaluate ``recommenders`` on the dataset's temporal test split (see module docstring)."""
-    from tqdm.auto import tqdm
+    from cascade.progress import progress_bar
 
     ks = parse_ks(ks)
     if max_users is not None and max_users < 1:
@@ -222,7 +222,7 @@ def evaluate(
         name = str(getattr(rec, "name", type(rec).__name__))
         started = time.perf_counter()
         parts = []
-        bar = tqdm(total=len(users), desc=f"evaluate {name}", unit="users", disable=not progress, leave=False)
+        bar = progress_bar(total=len(users), desc=f"evaluate {name}", unit="users", enabled=progress, leave=False)
         for start in range(0, len(users), RECOMMEND_BATCH):
             stop = min(start + RECOMMEND_BATCH, len(users))
             part = np.asarray(rec.recommend(users[start:stop], k_max, seen[start:stop]))

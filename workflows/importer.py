@@ -346,7 +346,7 @@ def write_imported(
 ) -> DatasetInfo:
     """Align attribute tables to the train catalog and write the canonical folder atomically."""
     import pyarrow as pa
-    from tqdm import tqdm
+    from cascade.progress import progress_bar
 
     train, test = data.train, data.test
     item_ids = np.unique(train["item_id"].to_numpy())
@@ -358,7 +358,7 @@ def write_imported(
     users_table = _align(data.user_ids, users, "user_id")
     items_table = _with_available(_align(item_ids, items, "item_id"))
 
-    with tqdm(total=2, desc="import", unit="step", disable=not progress) as bar:
+    with progress_bar(total=2, desc="import", unit="step", enabled=progress) as bar:
         schema = interaction_schema()
         with DatasetWriter(out) as writer:
             write_parquet(users_table, writer.paths.users)

@@ -451,7 +451,8 @@ def generate(out: Path, config: SyntheticConfig, name: str | None = None, progre
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     import pandas as pd
-    from tqdm import tqdm
+
+    from cascade.progress import progress_bar
 
     validate_config(config)
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0]))
@@ -477,7 +478,7 @@ def generate(out: Path, config: SyntheticConfig, name: str | None = None, progre
         bounds = _chunk_bounds(users.counts, config.chunk_interactions)
         with pq.ParquetWriter(paths.train, schema, compression="zstd") as train_writer, \
                 pq.ParquetWriter(paths.test, schema, compression="zstd") as test_writer, \
-                tqdm(total=config.n_interactions, unit="rows", desc="generate", disable=not progress) as bar:
+                progress_bar(total=config.n_interactions, unit="rows", desc="generate", enabled=progress) as bar:
             for index, (lo, hi) in enumerate(bounds):
                 chunk_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1, index]))
                 part = _chunk(config, chunk_rng, users, items, catalog, lo, hi)

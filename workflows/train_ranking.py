@@ -261,7 +261,7 @@ def _pointwise_epoch(
     hard: np.ndarray, q: np.ndarray, v: np.ndarray, config: RankingTrainConfig, desc: str,
 ) -> tuple[float, int]:
     import torch
-    from tqdm.auto import tqdm
+    from cascade.progress import progress_bar
 
     ex, items, labels = sample_negatives(rng, positives, catalog, seen, hard, config)
     order = rng.permutation(len(ex))
@@ -270,7 +270,7 @@ def _pointwise_epoch(
     loss_fn = torch.nn.BCEWithLogitsLoss()
     device = module_device(model.forward)
     running = 0.0
-    bar = tqdm(range(steps), desc=desc, disable=not config.progress, leave=False)
+    bar = progress_bar(range(steps), desc=desc, enabled=config.progress, leave=False)
     for step in bar:
         b = order[step * batch_size:(step + 1) * batch_size]
         e, it = ex[b], items[b]
@@ -294,7 +294,7 @@ def _listwise_epoch(
     """One pass over the queries: each list = the query's positives + ``list_negatives`` drawn
     uniformly from its retrieval candidates (the serving distribution), minus train items."""
     import torch
-    from tqdm.auto import tqdm
+    from cascade.progress import progress_bar
 
     n_q, c = candidates.shape
     positives = queries.positives
@@ -320,7 +320,7 @@ def _listwise_epoch(
     steps = (n_q + per_batch - 1) // per_batch
     running, rows_seen = 0.0, 0
     device = module_device(model.forward)
-    bar = tqdm(range(steps), desc=desc, disable=not config.progress, leave=False)
+    bar = progress_bar(range(steps), desc=desc, enabled=config.progress, leave=False)
     for step in bar:
         b = order[step * per_batch:(step + 1) * per_batch]
         lb, vb = lists[b], valid[b]

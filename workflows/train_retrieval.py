@@ -206,7 +206,7 @@ def train_two_tower(data: TrainingData, config: RetrievalTrainConfig | None = No
                     init: Callable[[Any], None] | None = None) -> RetrievalResult:
     """``init(model)`` runs once on the fresh model before training (warm start: cascade/events/warm_start.py)."""
     import torch
-    from tqdm.auto import tqdm
+    from cascade.progress import progress_bar
 
     from cascade.models.two_tower import TwoTower, in_batch_softmax_loss
 
@@ -240,7 +240,7 @@ def train_two_tower(data: TrainingData, config: RetrievalTrainConfig | None = No
     for epoch in range(1, n_epochs + 1):
         model.train()
         order = rng.permutation(len(train))
-        bar = tqdm(range(steps), desc=f"retrieval epoch {epoch}/{n_epochs}", disable=not config.progress, leave=False)
+        bar = progress_bar(range(steps), desc=f"retrieval epoch {epoch}/{n_epochs}", enabled=config.progress, leave=False)
         running = 0.0
         for step in bar:
             idx = np.sort(order[step * batch_size:min((step + 1) * batch_size, per_epoch)])
