@@ -13,6 +13,7 @@ from cascade.features.cli import app as features_app
 from cascade.preprocessing.cli import app as preprocess_app
 from cascade.serving.cli import serve
 from cascade.bundles.cli import bundles, release, rollback, rollout, verify
+from cascade.experiments.cli import app as experiment_app
 from cascade.workflows.data_cli import app as data_app
 from cascade.workflows.train_cli import app as train_app
 from cascade.workflows.evaluate_cli import evaluate
@@ -33,6 +34,7 @@ app.add_typer(preprocess_app, name="preprocess", help="Fit and apply preprocessi
 app.add_typer(features_app, name="features", help="Feast feature repo: generate, apply, materialize.")
 app.add_typer(events_app, name="events", help="Interaction events into a running server (push, ingest).")
 app.add_typer(items_app, name="items", help="Catalog items: add or update without retraining.")
+app.add_typer(experiment_app, name="experiment", help="A/B experiments between bundles: start, share, status, stop, report.")
 app.add_typer(train_app, name="train", help="Train retrieval and ranking models.")
 app.command("evaluate")(evaluate)
 app.command("export")(export)

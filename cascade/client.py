@@ -10,6 +10,7 @@ import numpy as np
 from cascade.errors import CascadeError, InvalidInputError, NotFoundError, UnavailableError
 
 MODEL = "recommend"
+OUTPUTS = ("item_ids", "scores", "model_version", "degraded", "seed_used", "variant")
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Recommendations:
     model_version: str
     degraded: bool
     seed_used: int
+    variant: str = "control"  # which experiment variant answered ("control" when no experiment runs)
 
 
 def _error(exc: Exception) -> CascadeError:
@@ -109,9 +111,11 @@ class RecommendClient(TritonClient):
                  timeout_s: float = 10.0, model: str = MODEL) -> None:
         super().__init__(url, protocol, timeout_s)
         self.model = model  # `recommend`, or a bundle's pinned copy `recommend__<bundle>`
+        self._outputs: tuple[str, ...] | None = None  # OUTPUTS the served model has (read once)
 
     def recommend(self, user_id: int, k: int = 10, exclude: Sequence[int] = (), explore: float = 0.0,
-                  seed: int | None = None) -> Recommendations:
+                  seed: int | None = None, variant: str | None = None) -> Recommendations:
+        """``variant`` forces an experiment variant ("control" / "treatment", for QA); None = by user hash."""
         inputs = [
             self._input("user_id", np.array([user_id], dtype=np.int64), "INT64"),
             self._input("top_k", np.array([k], dtype=np.int32), "INT32"),
@@ -120,7 +124,9 @@ class RecommendClient(TritonClient):
         ]
         if seed is not None:
             inputs.append(self._input("seed", np.array([seed], dtype=np.int64), "INT64"))
-        result = self._infer(self.model, inputs, ("item_ids", "scores", "model_version", "degraded", "seed_used"))
+        if variant is not None:
+            inputs.append(self._input("variant", np.array([variant.encode()], dtype=object), "BYTES"))
+        result = self._infer(self.model, inputs, self._output_names())
         version = result.as_numpy("model_version").reshape(-1)[0]
         return Recommendations(
             item_ids=result.as_numpy("item_ids").astype(np.int64).tolist(),
@@ -128,4 +134,27 @@ class RecommendClient(TritonClient):
             model_version=version.decode() if isinstance(version, bytes) else str(version),
             degraded=bool(result.as_numpy("degraded").reshape(-1)[0]),
             seed_used=int(result.as_numpy("seed_used").reshape(-1)[0]),
+            variant=_text(result.as_numpy("variant") if "variant" in self._output_names() else None),
         )
+
+    def _output_names(self) -> tuple[str, ...]:
+        """OUTPUTS, without ``variant`` for a bundle exported before it existed (read from the
+        model's metadata once; metadata stays open under the admin key)."""
+        if self._outputs is None:
+            try:
+                if self.protocol == "grpc":
+                    meta = self._client.get_model_metadata(self.model, as_json=True, client_timeout=self.timeout_s)
+                else:
+                    meta = self._client.get_model_metadata(self.model)
+                names = {o["name"] for o in meta.get("outputs", [])}
+            except Exception:  # noqa: BLE001 - the inference call reports an unreachable server
+                return OUTPUTS
+            self._outputs = tuple(n for n in OUTPUTS if n in names or n != "variant")
+        return self._outputs
+
+
+def _text(array: np.ndarray | None) -> str:
+    if array is None or array.size == 0:
+        return "control"
+    value = array.reshape(-1)[0]
+    return value.decode() if isinstance(value, bytes) else str(value)

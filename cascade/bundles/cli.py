@@ -23,10 +23,19 @@ def rollout(
     smoke_user: Annotated[Optional[list[int]], typer.Option("--smoke-user", help="User id for the smoke set (repeatable). Default: a few of the bundle's users + an unknown one.")] = None,
     lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for a concurrent rollout.")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    canary: Annotated[Optional[str], typer.Option("--canary", help="Canary: treatment shares in percent, e.g. 5,25,50,100 (an experiment promoted step by step while --guard holds).")] = None,
+    step_seconds: Annotated[float, typer.Option("--step-seconds", help="Canary: seconds per step.")] = 60.0,
+    guard: Annotated[Optional[str], typer.Option("--guard", help="Canary guardrails, e.g. error_rate<=0.01,p99_ratio<=1.5,degraded_rate<=0.05,min_requests=20 (README \"Experiments\").")] = None,
+    metrics_url: Annotated[Optional[str], typer.Option("--metrics-url", help="Canary: the server's Prometheus endpoint (default http://HOST:8002/metrics).")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Canary: write the step report (JSON) here.")] = None,
 ) -> None:
-    """Verify EXPORT, load it beside the live bundle, smoke it, switch `recommend` to it in one step."""
+    """Verify EXPORT, load it beside the live bundle, smoke it, switch `recommend` to it in one step
+    (with --canary: raise its share step by step while the guardrails hold, else roll back)."""
     from cascade.bundles.rollout import rollout as run
 
+    if canary is not None or guard is not None:
+        _canary(export, url, canary or "5,25,50,100", step_seconds, guard, metrics_url, report, repository, public_key)
+        return
     with cli_errors():
         result = run(export, url, repository=repository, grace_s=grace, public_key=public_key,
                      smoke_users=list(smoke_user) if smoke_user else None, lock_timeout_s=lock_timeout)
@@ -38,6 +47,25 @@ def rollout(
         timings = ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items())
         console.print(f"bundle [bold]{result.bundle_id}[/bold] is live on {url} (previous: {result.previous}; "
                       f"{'reused loaded models' if result.reused else 'loaded'}; {timings})")
+
+
+def _canary(export: Path, url: str, steps: str, step_seconds: float, guard: Optional[str], metrics_url: Optional[str],
+            report: Optional[Path], repository: Optional[Path], public_key: Optional[Path]) -> None:
+    from cascade.experiments.canary import parse_steps, run_canary
+    from cascade.experiments.guards import DEFAULT_SPEC, GuardSpec
+
+    with cli_errors():
+        result = run_canary(export, url, steps=parse_steps(steps), step_seconds=step_seconds,
+                            guard=GuardSpec.parse(guard or DEFAULT_SPEC), metrics_url=metrics_url,
+                            report_path=report, repository=repository, public_key=public_key)
+    typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    for step in result.steps:
+        console.print(f"step {step['share']:.0%}: {'ok' if step['ok'] else 'BROKEN'} - {step['reason']} "
+                      f"(treatment {step['treatment']['requests']:.0f} requests, control {step['control']['requests']:.0f})")
+    if result.outcome != "promoted":
+        console.print(f"[red]canary aborted and rolled back: {result.reason}; bundle {result.control} serves everyone[/red]")
+        raise typer.Exit(1)
+    console.print(f"canary promoted: bundle [bold]{result.bundle_id}[/bold] is live (previous {result.control})")
 
 
 def rollback(

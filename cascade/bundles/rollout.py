@@ -74,6 +74,7 @@ def rollout(
         models = BundleModels.from_export(export_root, bundle)
         seconds["verify"] = time.monotonic() - mark
         client = connect(url)
+        _refuse_during_experiment(client, url)
         state = read_state(client)
         repo = repository_of(state, url, repository)
         result = RolloutResult(bundle, state.live, seconds=seconds)
@@ -113,6 +114,16 @@ def rollout(
         seconds["total"] = time.monotonic() - started
         LOG.info("bundle %s is live (previous %s) in %.2f s", bundle, state.live, seconds["total"])
         return result
+
+
+def _refuse_during_experiment(client: Any, url: str) -> None:
+    """While an experiment runs `recommend` is its router: end it first (cascade/experiments)."""
+    from cascade.experiments.state import running_experiment
+
+    experiment = running_experiment(client)
+    if experiment is not None:
+        raise RolloutError(f"experiment {experiment.name} is running on {url} (control {experiment.control}, treatment "
+                           f"{experiment.treatment}); end it with `cascade experiment stop --url {url} --abort|--promote`")
 
 
 def load_bundle(url: str, repo: Path, models: BundleModels) -> None:
@@ -210,6 +221,7 @@ def rollback(url: str, *, repository: Path | None = None, lock_timeout_s: float 
     started = time.monotonic()
     with rollout_lock(url, lock_timeout_s, lock_dir):
         client = connect(url)
+        _refuse_during_experiment(client, url)
         state = read_state(client)
         repo = repository_of(state, url, repository)
         if not state.live or not state.previous:

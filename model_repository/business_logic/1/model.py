@@ -6,10 +6,12 @@ import numpy as np
 from cascade.business.config import BusinessRules
 from cascade.business.rules import Candidates
 from cascade.errors import InvalidInputError
+from cascade.experiments.assign import CONTROL
 from cascade.online.stages import BusinessLogicStage
 from cascade.online.triton import StageContext, StageModel
 
 EMPTY = np.empty(0, dtype=np.int64)
+CONTROL_VARIANT = np.array([[CONTROL.encode()]], dtype=object)
 
 
 class TritonPythonModel(StageModel):
@@ -50,4 +52,5 @@ class TritonPythonModel(StageModel):
             "model_version": np.array([[self.stage.model_version(snapshot).encode()]], dtype=object),
             "degraded": inputs["cold_start"].reshape(1, 1).astype(bool),
             "seed_used": np.array([[selection.seed]], dtype=np.int64),
+            "variant": CONTROL_VARIANT,  # the plain ensemble: no experiment, everyone is the control
         }
