@@ -91,9 +91,11 @@ def base_dataset(data: Path, events: pd.DataFrame, cut: int, out: Path, name: st
 def new_items_table(data: Path, catalog_ids: set[int], until: int, events: pd.DataFrame) -> pd.DataFrame:
     """Items released before ``until`` (first_seen, or first interaction) that the catalog lacks."""
     items = pd.read_parquet(data / "items.parquet")
-    first = events.groupby("item_id").timestamp.min()
-    release = items["first_seen"] if "first_seen" in items else items.item_id.map(first)
-    release = release.fillna(items.item_id.map(first)).fillna(np.iinfo(np.int64).max)
+    first = items.item_id.map(events.groupby("item_id").timestamp.min()).astype("float64")
+    # the earlier of the catalog's release time and the first interaction (MovieLens' first_seen is
+    # the first TRAIN rating: a test-split rating can come first, and its event must name a known item)
+    release = np.fmin(items["first_seen"].astype("float64"), first) if "first_seen" in items else first
+    release = release.fillna(np.iinfo(np.int64).max)
     mask = (release < until) & ~items.item_id.isin(catalog_ids)
     return items[mask]
 
@@ -146,7 +148,9 @@ def score(export: Path, users: list[int], targets: dict[int, set[int]], new_item
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--days", type=int, default=5)
+    parser.add_argument("--days", type=int, default=5, help="replay steps")
+    parser.add_argument("--step-days", type=int, default=1,
+                        help="days per replay step (MovieLens-100k's last days hold ~10 active users each: use 7)")
     parser.add_argument("--name", default=None)
     parser.add_argument("--max-users", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
@@ -168,8 +172,9 @@ def main() -> None:
     work.mkdir(parents=True)
     events = all_interactions(args.data)
     end = int(events.timestamp.max()) + 1
-    cut = end - args.days * DAY
-    print(f"{name}: {len(events)} interactions, cut {cut} ({args.days} replay days)")
+    step = args.step_days * DAY
+    cut = end - args.days * step
+    print(f"{name}: {len(events)} interactions, cut {cut} ({args.days} replay steps of {args.step_days} day(s))")
     base = work / "base-data"
     base_dataset(args.data, events, cut, base, f"{name}-cut")
     t = time.perf_counter()
@@ -187,7 +192,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     rows, timings = [], []
     for day in range(args.days):
-        start, stop = cut + day * DAY, cut + (day + 1) * DAY
+        start, stop = cut + day * step, cut + (day + 1) * step
         past = events[events.timestamp < start]
         today = events[(events.timestamp >= start) & (events.timestamp < stop)]
         seen = past.groupby("user_id").item_id.agg(set).to_dict()
@@ -203,7 +208,7 @@ def main() -> None:
             continue
         day_timing = {"day": day + 1}
         if day > 0:  # yesterday's interactions become events, for every system but (a)
-            yesterday = events[(events.timestamp >= start - DAY) & (events.timestamp < start)]
+            yesterday = events[(events.timestamp >= start - step) & (events.timestamp < start)]
             if service is not None:
                 t = time.perf_counter()
                 push_events(service, yesterday)
@@ -229,7 +234,8 @@ def main() -> None:
         timings.append(day_timing)
     table = pd.DataFrame(rows)
     summary = table.groupby("system")[["recall@100", "ndcg@10", "new_items_per_top100"]].mean().reindex(systems)
-    result = {"benchmark": "replay", "data": str(args.data), "name": name, "days": args.days, "cut": cut,
+    result = {"benchmark": "replay", "data": str(args.data), "name": name, "days": args.days,
+              "step_days": args.step_days, "cut": cut,
               "max_users": args.max_users, "seed": args.seed, "warm_epochs": args.warm_epochs,
               "base_train_s": round(base_train_s, 1), "train_config": train_config().to_dict(),
               "per_day": rows, "mean": summary.reset_index().to_dict(orient="records"), "timings": timings,

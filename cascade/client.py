@@ -45,16 +45,15 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, Timeout)
 
 
-class RecommendClient:
-    """``RecommendClient("127.0.0.1:8001").recommend(42, k=10)``.
-
-    ``timeout_s`` bounds every call on both protocols: the gRPC deadline, and the HTTP client's
-    connection and network timeouts. A call that runs out of time raises UnavailableError."""
+class TritonClient:
+    """A connection to one Triton server and the inference call every cascade client makes:
+    gRPC or HTTP, ``timeout_s`` on every call (the gRPC deadline, the HTTP client's connection and
+    network timeouts), server errors mapped to :mod:`cascade.errors` (INVALID_ARGUMENT/400 ->
+    InvalidInputError, NOT_FOUND/404 -> NotFoundError, the rest and timeouts -> UnavailableError)."""
 
     def __init__(self, url: str = "127.0.0.1:8001", protocol: Literal["grpc", "http"] = "grpc",
-                 timeout_s: float = 10.0, model: str = MODEL) -> None:
+                 timeout_s: float = 10.0) -> None:
         self.protocol = protocol
-        self.model = model  # `recommend`, or a bundle's pinned copy `recommend__<bundle>`
         self.timeout_s = timeout_s
         if protocol == "grpc":
             import tritonclient.grpc as module
@@ -65,7 +64,6 @@ class RecommendClient:
         if not timeout_s > 0:
             raise InvalidInputError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
         self._module = module
-        self._outputs: tuple[str, ...] | None = None  # OUTPUTS the served model has (read once)
         if protocol == "http":
             self._client = module.InferenceServerClient(
                 url=url, connection_timeout=timeout_s, network_timeout=timeout_s
@@ -73,7 +71,7 @@ class RecommendClient:
         else:
             self._client = module.InferenceServerClient(url=url)
 
-    def __enter__(self) -> "RecommendClient":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -86,6 +84,34 @@ class RecommendClient:
         tensor = self._module.InferInput(name, list(array.shape), datatype)
         tensor.set_data_from_numpy(array)
         return tensor
+
+    def _infer(self, model: str, inputs: list, outputs: Sequence[str] | None = None):
+        requested = [self._module.InferRequestedOutput(n) for n in outputs] if outputs else None
+        try:
+            if self.protocol == "grpc":
+                return self._client.infer(model, inputs, outputs=requested, client_timeout=self.timeout_s)
+            return self._client.infer(model, inputs, outputs=requested)
+        except Exception as exc:  # tritonclient raises InferenceServerException
+            if exc.__class__.__name__ == "InferenceServerException":
+                raise _error(exc) from exc
+            if _is_timeout(exc):  # the HTTP client raises the socket's timeout as is
+                raise UnavailableError(
+                    f"{model} timed out after timeout_s={self.timeout_s} s ({type(exc).__name__})"
+                ) from exc
+            raise
+
+
+class RecommendClient(TritonClient):
+    """``RecommendClient("127.0.0.1:8001").recommend(42, k=10)``.
+
+    ``timeout_s`` bounds every call on both protocols: the gRPC deadline, and the HTTP client's
+    connection and network timeouts. A call that runs out of time raises UnavailableError."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", protocol: Literal["grpc", "http"] = "grpc",
+                 timeout_s: float = 10.0, model: str = MODEL) -> None:
+        super().__init__(url, protocol, timeout_s)
+        self.model = model  # `recommend`, or a bundle's pinned copy `recommend__<bundle>`
+        self._outputs: tuple[str, ...] | None = None  # OUTPUTS the served model has (read once)
 
     def recommend(self, user_id: int, k: int = 10, exclude: Sequence[int] = (), explore: float = 0.0,
                   seed: int | None = None, variant: str | None = None) -> Recommendations:
@@ -100,20 +126,7 @@ class RecommendClient:
             inputs.append(self._input("seed", np.array([seed], dtype=np.int64), "INT64"))
         if variant is not None:
             inputs.append(self._input("variant", np.array([variant.encode()], dtype=object), "BYTES"))
-        outputs = [self._module.InferRequestedOutput(n) for n in self._output_names()]
-        try:
-            if self.protocol == "grpc":
-                result = self._client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
-            else:
-                result = self._client.infer(self.model, inputs, outputs=outputs)
-        except Exception as exc:  # tritonclient raises InferenceServerException
-            if exc.__class__.__name__ == "InferenceServerException":
-                raise _error(exc) from exc
-            if _is_timeout(exc):  # the HTTP client raises the socket's timeout as is
-                raise UnavailableError(
-                    f"recommend timed out after timeout_s={self.timeout_s} s ({type(exc).__name__})"
-                ) from exc
-            raise
+        result = self._infer(self.model, inputs, self._output_names())
         version = result.as_numpy("model_version").reshape(-1)[0]
         return Recommendations(
             item_ids=result.as_numpy("item_ids").astype(np.int64).tolist(),

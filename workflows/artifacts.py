@@ -156,11 +156,13 @@ def item_queries(model: Any, data: Any) -> Any:
     return embed(model.query, data.val.features) if len(data.val) else None
 
 
-def run_retrieval(layout: ArtifactLayout, data: Any, config: TrainConfig) -> tuple[Any, dict, dict]:
+def run_retrieval(layout: ArtifactLayout, data: Any, config: TrainConfig,
+                  init: Callable[[Any], None] | None = None) -> tuple[Any, dict, dict]:
+    """Two-tower + the index over the catalog. ``init(model)``: the warm-start hook (``cascade retrain``)."""
     from cascade.workflows.index import write_index
     from cascade.workflows.train_retrieval import embed, save_retrieval, train_two_tower
 
-    result = train_two_tower(data, config.retrieval)
+    result = train_two_tower(data, config.retrieval, init=init)
     meta = save_retrieval(result, config.retrieval, layout.retrieval)
     vectors = embed(result.model.item, data.catalog.features)
     index_meta = write_index(
@@ -183,11 +185,15 @@ def run_candidates(layout: ArtifactLayout, data: Any, config: TrainConfig) -> An
     return neighbours
 
 
-def run_ranking(layout: ArtifactLayout, data: Any, two_tower: Any, config: TrainConfig) -> dict:
+def run_ranking(layout: ArtifactLayout, data: Any, two_tower: Any, config: TrainConfig,
+                init: Callable[[Any], None] | None = None) -> dict:
+    """The item-to-item neighbours, then the DLRM trained on the candidates serving merges (its
+    ``candidate_source``/``candidate_score`` features filled as online). ``init(model)``: the
+    warm-start hook (``cascade retrain`` uses this same path)."""
     from cascade.workflows.train_ranking import save_ranking, train_dlrm
 
     neighbours = run_candidates(layout, data, config)
-    result = train_dlrm(data, two_tower, config.ranking, neighbours=neighbours, mix=config.candidates.mix(),
+    result = train_dlrm(data, two_tower, config.ranking, init=init, neighbours=neighbours, mix=config.candidates.mix(),
                         tune_mix=config.candidates.tune_share)
     if result.mix is not None:  # serving merges with the mix the ranker was trained on
         neighbours.meta["mix"] = result.mix.to_dict()

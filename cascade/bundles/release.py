@@ -7,7 +7,8 @@
    test split) against the champion's recorded evaluation (``--champion URL``: a publish location,
    its ``LATEST`` bundle's evaluation.json); fails when a metric drops more than its tolerance
    (relative); the report gives every delta;
-4. publish (``--publish URL``) with the evaluation, the pointer last.
+4. publish (``--publish URL``) with the evaluation, the pointer last; with ``--dataset-url URL``
+   the dataset (``--data``) is published first to ``URL/<bundle_id>/`` (``cascade retrain`` grows it).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class ReleaseReport:
     evaluation: dict[str, Any]
     gate: GateResult
     published: str | None = None
+    dataset_published: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +134,7 @@ def release(
     max_users: int | None = None,
     server_check: bool = True,
     device: str | None = None,
+    dataset_url: str | None = None,
 ) -> ReleaseReport:
     from cascade.online.export_layout import ExportLayout
 
@@ -140,6 +143,8 @@ def release(
     if data is None:
         raise InvalidInputError("--export without --data: the quality gate evaluates on the dataset's test split; "
                                 "pass the dataset with --data DIR too")
+    if dataset_url and not publish_url:
+        raise InvalidInputError("--dataset-url publishes the dataset beside a published bundle: give --publish URL too")
     for metric, tolerance in tolerances.items():
         if not 0.0 <= tolerance < 1.0:
             raise InvalidInputError(f"tolerance for {metric}: expected a fraction in [0, 1), got {tolerance}")
@@ -162,6 +167,10 @@ def release(
     if gate.passed and publish_url:
         from cascade.bundles.publish import publish
 
+        if dataset_url:  # before the pointer moves: a served bundle always has its dataset
+            from cascade.events.datasets import publish_dataset
+
+            report.dataset_published = publish_dataset(data, dataset_url, manifest.bundle_id)
         publish(export, publish_url, evaluation, device=device)
         report.published = publish_url
     return report

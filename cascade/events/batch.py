@@ -47,6 +47,25 @@ def _array(inputs: Mapping[str, np.ndarray], name: str, dtype: str) -> np.ndarra
     return value.reshape(-1)
 
 
+def _per_event(inputs: Mapping[str, np.ndarray], name: str, dtype: str, n: int, default: float) -> np.ndarray:
+    """An optional per-event input: ``default`` for every event when absent or empty, else exactly n values."""
+    values = _array(inputs, name, dtype)
+    if values is None or values.size == 0:
+        return np.full(n, default, dtype=_NUMPY[dtype])
+    if values.size != n:
+        raise InvalidInputError(f"input '{name}' has {values.size} values for {n} item_ids; lengths must match")
+    return values.astype(_NUMPY[dtype], copy=False)
+
+
+def _refuse_rows(name: str, values: np.ndarray, bad: np.ndarray, expected: str | Callable[[object], str]) -> None:
+    """InvalidInputError naming the first row where ``bad`` holds: ``row r: name[r] = v <expected>``."""
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        row = int(rows[0])
+        value = values[row].item()
+        raise InvalidInputError(f"row {row}: {name}[{row}] = {value} {expected(value) if callable(expected) else expected}")
+
+
 def parse_batch(
     inputs: Mapping[str, np.ndarray],
     is_known_item: Callable[[np.ndarray], np.ndarray],
@@ -70,42 +89,15 @@ def parse_batch(
     if n > MAX_BATCH:
         raise InvalidInputError(f"input 'item_ids' holds {n} events; at most {MAX_BATCH} per request (split the batch)")
     items = items.astype(np.int64, copy=False)
-    negative = np.flatnonzero(items < 0)
-    if negative.size:
-        row = int(negative[0])
-        raise InvalidInputError(f"row {row}: item_ids[{row}] = {int(items[row])} must be a non-negative INT64 raw item id")
-    unknown = np.flatnonzero(~np.asarray(is_known_item(items), dtype=bool))
-    if unknown.size:
-        row = int(unknown[0])
-        raise InvalidInputError(
-            f"row {row}: item_ids[{row}] = {int(items[row])} is not in the catalog "
-            f"({unknown.size} unknown item id(s) in the batch; add items with `cascade items upsert`)"
-        )
-    timestamps = _array(inputs, "timestamps", "INT64")
-    if timestamps is None or timestamps.size == 0:
-        timestamps = np.full(n, now, dtype=np.int64)
-    elif timestamps.size != n:
-        raise InvalidInputError(f"input 'timestamps' has {timestamps.size} values for {n} item_ids; lengths must match")
-    timestamps = timestamps.astype(np.int64, copy=False)
-    bad = np.flatnonzero(timestamps < 0)
-    if bad.size:
-        row = int(bad[0])
-        raise InvalidInputError(f"row {row}: timestamps[{row}] = {int(timestamps[row])} must be unix seconds >= 0")
-    late = np.flatnonzero(timestamps > now + future_tolerance_s)
-    if late.size:
-        row = int(late[0])
-        raise InvalidInputError(
-            f"row {row}: timestamps[{row}] = {int(timestamps[row])} is {int(timestamps[row]) - now} s in the future "
-            f"(server clock {now}; tolerance {future_tolerance_s} s); send unix seconds, not milliseconds"
-        )
-    weights = _array(inputs, "weights", "FP32")
-    if weights is None or weights.size == 0:
-        weights = np.ones(n, dtype=np.float32)
-    elif weights.size != n:
-        raise InvalidInputError(f"input 'weights' has {weights.size} values for {n} item_ids; lengths must match")
-    weights = weights.astype(np.float32, copy=False)
-    bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
-    if bad.size:
-        row = int(bad[0])
-        raise InvalidInputError(f"row {row}: weights[{row}] = {float(weights[row])} must be a finite FP32 >= 0")
+    _refuse_rows("item_ids", items, items < 0, "must be a non-negative INT64 raw item id")
+    unknown = ~np.asarray(is_known_item(items), dtype=bool)
+    _refuse_rows("item_ids", items, unknown, f"is not in the catalog ({int(unknown.sum())} unknown item id(s) in "
+                 "the batch; add items with `cascade items upsert`)")
+    timestamps = _per_event(inputs, "timestamps", "INT64", n, default=now)
+    _refuse_rows("timestamps", timestamps, timestamps < 0, "must be unix seconds >= 0")
+    _refuse_rows("timestamps", timestamps, timestamps > now + future_tolerance_s,
+                 lambda t: f"is {t - now} s in the future (server clock {now}; tolerance {future_tolerance_s} s); "
+                           "send unix seconds, not milliseconds")
+    weights = _per_event(inputs, "weights", "FP32", n, default=1.0)
+    _refuse_rows("weights", weights, ~np.isfinite(weights) | (weights < 0), "must be a finite FP32 >= 0")
     return EventBatch(user_id, items.copy(), timestamps.copy(), weights.copy())

@@ -36,15 +36,11 @@ def ingest_file(
     batch_size: int = typer.Option(500, "--batch-size", help="events per request (one user per request)"),
 ) -> None:
     """Send a file of events in batches (file order; safe to re-run: duplicates are dropped)."""
-    import sys
-
-    from tqdm.auto import tqdm
-
     from cascade.events.client import EventsClient, ingest, read_events
+    from cascade.progress import progress_bar
 
     with cli_errors():
         frame = read_events(file)
-        with EventsClient(url) as client, tqdm(total=len(frame), desc="events", unit="event",
-                                               disable=not sys.stderr.isatty()) as bar:
+        with EventsClient(url) as client, progress_bar(total=len(frame), desc="events", unit="event") as bar:
             result = ingest(client, frame, batch_size, progress=bar.update)
     typer.echo(f"{file}: {len(frame)} events, accepted {result.accepted}, duplicates {result.duplicates}")

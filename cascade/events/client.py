@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
-from cascade.errors import CascadeError, DataValidationError, InvalidInputError, NotFoundError, UnavailableError
+from cascade.client import TritonClient
+from cascade.errors import DataValidationError, InvalidInputError, NotFoundError
 
 MODEL = "interactions"
+OUTPUTS = ("accepted", "duplicates", "n_interactions")
 REQUIRED_COLUMNS = ("user_id", "item_id")
 OPTIONAL_COLUMNS = ("timestamp", "weight")
 
@@ -23,39 +25,13 @@ class PushResult:
     n_interactions: int
 
 
-def _error(exc: Exception) -> CascadeError:
-    status = str(getattr(exc, "status", lambda: "")() or "")
-    message = str(getattr(exc, "message", lambda: str(exc))() or exc)
-    if "INVALID" in status:
-        return InvalidInputError(message)
-    if "NOT_FOUND" in status:
-        return NotFoundError(message)
-    return UnavailableError(message)
+class EventsClient(TritonClient):
+    """``EventsClient("127.0.0.1:8001").push(42, [7, 9])`` (gRPC; ``protocol="http"`` too): the
+    connection, timeouts and error mapping of :class:`cascade.client.TritonClient`."""
 
-
-class EventsClient:
-    """``EventsClient("127.0.0.1:8001").push(42, [7, 9])``."""
-
-    def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 10.0) -> None:
-        import tritonclient.grpc as grpcclient
-
-        self._grpc = grpcclient
-        self._client = grpcclient.InferenceServerClient(url=url)
-        self.timeout_s = timeout_s
-
-    def __enter__(self) -> "EventsClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _input(self, name: str, array: np.ndarray, datatype: str):
-        tensor = self._grpc.InferInput(name, list(array.shape), datatype)
-        tensor.set_data_from_numpy(array)
-        return tensor
+    def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 10.0,
+                 protocol: Literal["grpc", "http"] = "grpc") -> None:
+        super().__init__(url, protocol, timeout_s)
 
     def push(self, user_id: int, item_ids: Sequence[int], timestamps: Sequence[int] | None = None,
              weights: Sequence[float] | None = None) -> PushResult:
@@ -67,11 +43,8 @@ class EventsClient:
             inputs.append(self._input("timestamps", np.asarray(timestamps, dtype=np.int64).reshape(-1), "INT64"))
         if weights is not None:
             inputs.append(self._input("weights", np.asarray(weights, dtype=np.float32).reshape(-1), "FP32"))
-        try:
-            result = self._client.infer(MODEL, inputs, client_timeout=self.timeout_s)
-        except Exception as exc:  # tritonclient raises InferenceServerException
-            raise _error(exc) from exc
-        return PushResult(*(int(result.as_numpy(n).reshape(-1)[0]) for n in ("accepted", "duplicates", "n_interactions")))
+        result = self._infer(MODEL, inputs, OUTPUTS)
+        return PushResult(*(int(result.as_numpy(n).reshape(-1)[0]) for n in OUTPUTS))
 
 
 def read_events(path: Path):

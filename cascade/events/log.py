@@ -98,7 +98,8 @@ class InteractionLog:
         self._keys: OrderedDict[str, set[Key]] = OrderedDict()
         self._max_partitions = int(dedup_partitions)
         self._lock = threading.Lock()
-        self._create_dir(self.root)
+        if self.local:  # an object store has no folders: a marker object per partition would only cost a PUT
+            self._create_dir(self.root)
 
     def _create_dir(self, path: str) -> None:
         try:
@@ -178,8 +179,8 @@ class InteractionLog:
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
         path = f"{folder}/{name}"
         try:
-            self._create_dir(folder)
-            if self.local:  # write aside, fsync, rename: a reader never sees a partial file
+            if self.local:
+                self._create_dir(folder)  # write aside, fsync, rename: a reader never sees a partial file
                 tmp = f"{folder}/.{name}.tmp"
                 with open(tmp, "wb") as handle:
                     pq.write_table(table, handle)

@@ -1,10 +1,11 @@
 """``cascade retrain --export EXPORT --events LOG [--full] --out NEW_EXPORT``: continual training.
 
-1. **Dataset**: the export's dataset (train + test: everything known when it was built) plus the
-   interaction log's events (deduplicated by (user, item, timestamp); optionally only events up to
-   ``until``), users the log introduced (attribute-less rows), and the export's current catalog
-   (the feature repo's item source, with items added by ``cascade items upsert``). Written as a
-   canonical dataset folder with test fraction 0.
+1. **Dataset**: the export's dataset (its train split) plus the interaction log's events
+   (deduplicated by (user, item, timestamp); optionally only events up to ``until``), users the log
+   introduced (attribute-less rows), and the export's current catalog (the feature repo's item
+   source, with items added by ``cascade items upsert``); the export's test split stays the test
+   split, never trained on, so ``cascade release --data`` gates each retrain on the rows its
+   champion was gated on. Written as a canonical dataset folder.
 2. **Workflow**: refitted on that dataset: vocabularies grow with the new users and items.
 3. **Models**: ``--full`` trains both from scratch (:func:`cascade.workflows.artifacts.train_all`).
    Otherwise both are warm-started from the export's weights, remapped by raw value onto the grown
@@ -86,18 +87,23 @@ def current_items(export_root: Path, base_items: pa.Table) -> pa.Table:
 
 
 def build_dataset(base_dir: Path, events: pd.DataFrame, items: pa.Table, out_dir: Path, name: str) -> Any:
-    """The canonical dataset: base train+test + ``events``, catalog ``items``, users grown."""
+    """The canonical dataset: train = base train + ``events``, test = the base TEST split unchanged
+    (never trained on, so every release of a retrain chain is gated on the same held-out rows as
+    its champion: ``cascade release --data``), catalog ``items``, users grown. Events equal to a
+    test row (user, item, timestamp) are dropped."""
     from cascade.workflows.dataset import DatasetInfo, DatasetWriter, interaction_schema
 
     info = DatasetInfo.load(base_dir)
     users = pq.read_table(base_dir / "users.parquet")
     columns = ["user_id", "item_id", "timestamp", "weight"]
-    frames = [pd.read_parquet(base_dir / f, columns=columns) for f in ("train.parquet", "test.parquet")]
-    frames.append(events[columns])
-    inter = pd.concat(frames, ignore_index=True)
+    dtypes = {"user_id": "int64", "item_id": "int64", "timestamp": "int64", "weight": "float32"}
+    test = pd.read_parquet(base_dir / "test.parquet", columns=columns).astype(dtypes)
+    inter = pd.concat([pd.read_parquet(base_dir / "train.parquet", columns=columns), events[columns]],
+                      ignore_index=True).astype(dtypes)
     inter = inter.drop_duplicates(["user_id", "item_id", "timestamp"], keep="first")
-    inter = inter.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
-    inter = inter.astype({"user_id": "int64", "item_id": "int64", "timestamp": "int64", "weight": "float32"})
+    in_test = pd.MultiIndex.from_frame(inter[["user_id", "item_id", "timestamp"]]).isin(
+        pd.MultiIndex.from_frame(test[["user_id", "item_id", "timestamp"]]))
+    inter = inter[~in_test].sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
     known_items = set(items.column("item_id").to_pylist())
     unknown = set(inter["item_id"].unique().tolist()) - known_items
     if unknown:
@@ -108,66 +114,67 @@ def build_dataset(base_dir: Path, events: pd.DataFrame, items: pa.Table, out_dir
         extra = pa.table({f.name: (pa.array(new_users, f.type) if f.name == "user_id" else pa.nulls(len(new_users), f.type))
                           for f in users.schema}, schema=users.schema)
         users = pa.concat_tables([users, extra])
+    schema = interaction_schema()
     with DatasetWriter(out_dir) as writer:
         pq.write_table(users, writer.paths.users)
         pq.write_table(items, writer.paths.items)
-        pq.write_table(pa.Table.from_pandas(inter, schema=interaction_schema(), preserve_index=False), writer.paths.train)
-        pq.write_table(interaction_schema().empty_table(), writer.paths.test)
-        ts = inter["timestamp"]
+        pq.write_table(pa.Table.from_pandas(inter, schema=schema, preserve_index=False), writer.paths.train)
+        pq.write_table(pa.Table.from_pandas(test, schema=schema, preserve_index=False), writer.paths.test)
+        ts = pd.concat([inter["timestamp"], test["timestamp"]])
         return writer.commit(info.model_copy(update={
-            "name": name, "n_users": users.num_rows, "n_items": items.num_rows, "n_train": len(inter), "n_test": 0,
-            "test_fraction": 0.0, "time_range": (int(ts.min()), int(ts.max())), "has_oracle": False,
+            "name": name, "n_users": users.num_rows, "n_items": items.num_rows, "n_train": len(inter),
+            "n_test": len(test), "test_fraction": round(len(test) / max(len(inter) + len(test), 1), 6),
+            "time_range": (int(ts.min()), int(ts.max())), "has_oracle": False,
         })), int(len(new_users))
 
 
 def _warm_train(data_dir: Path, out: Path, export_root: Path, config: RetrainConfig,
                 log: Callable[[str], None]) -> tuple[dict, dict]:
-    """Warm-started retrieval + index + ranking into ``out`` (the artifacts layout)."""
+    """Warm-started retrieval + index + item-to-item neighbours + ranking into ``out`` (the
+    artifacts layout), through the same steps as ``cascade train``
+    (:func:`cascade.workflows.artifacts.run_retrieval` / ``run_ranking``: the ranker is trained on
+    the merged candidates serving sends it, item-to-item scores included), with the warm-start hook
+    and ``warm_epochs`` at a lower learning rate."""
     import torch
 
     from cascade.events.warm_start import warm_start
     from cascade.online.export_layout import ExportLayout
-    from cascade.workflows.artifacts import ArtifactLayout, TrainConfig, fit_workflow, item_queries, load_workflow
-    from cascade.workflows.index import write_index
-    from cascade.workflows.train_ranking import save_ranking, train_dlrm
-    from cascade.workflows.train_retrieval import embed, save_retrieval, train_two_tower
+    from cascade.workflows.artifacts import ArtifactLayout, TrainConfig, fit_workflow, load_workflow, run_ranking, run_retrieval
     from cascade.workflows.training_data import prepare
 
     base = ExportLayout(export_root).artifacts
     train_config = config.train or TrainConfig()
-    retrieval_config = replace(train_config.retrieval, epochs=config.warm_epochs, progress=config.progress,
-                               lr=train_config.retrieval.lr * config.warm_lr_factor, seed=config.seed)
-    ranking_config = replace(train_config.ranking, epochs=config.warm_epochs, progress=config.progress,
-                             lr=train_config.ranking.lr * config.warm_lr_factor, seed=config.seed)
+    warm = replace(train_config, retrieval=replace(
+        train_config.retrieval, epochs=config.warm_epochs, progress=config.progress,
+        lr=train_config.retrieval.lr * config.warm_lr_factor, seed=config.seed,
+    ), ranking=replace(
+        train_config.ranking, epochs=config.warm_epochs, progress=config.progress,
+        lr=train_config.ranking.lr * config.warm_lr_factor, seed=config.seed,
+    ))
     layout = ArtifactLayout(out)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     old_workflow = load_workflow(base / "workflow")
     new_workflow = fit_workflow(data_dir, layout.workflow, progress=config.progress)
-    data = prepare(new_workflow, data_dir, rank_holdout=ranking_config.rank_holdout,
-                   rank_fraction=ranking_config.rank_fraction)
+    data = prepare(new_workflow, data_dir, rank_holdout=warm.ranking.rank_holdout,
+                   rank_fraction=warm.ranking.rank_fraction)
     timings["workflow+examples"] = time.perf_counter() - t
 
     reports: dict[str, Any] = {}
     old_retrieval = torch.load(base / "retrieval" / "model.pt", weights_only=True)
     t = time.perf_counter()
-    retrieval = train_two_tower(data, retrieval_config, init=lambda m: reports.__setitem__(
+    two_tower, retrieval_meta, _ = run_retrieval(layout, data, warm, init=lambda m: reports.__setitem__(
         "retrieval", warm_start(m, old_retrieval, old_workflow, new_workflow).to_dict()))
-    save_retrieval(retrieval, retrieval_config, layout.retrieval)
-    vectors = embed(retrieval.model.item, data.catalog.features)
-    write_index(layout.index, vectors, data.catalog.item_ids, data.catalog.popularity, train_config.index,
-                queries=item_queries(retrieval.model, data))
     timings["retrieval+index"] = time.perf_counter() - t
 
     old_ranking = torch.load(base / "ranking" / "model.pt", weights_only=True)
     t = time.perf_counter()
-    ranking = train_dlrm(data, retrieval.model, ranking_config, init=lambda m: reports.__setitem__(
+    ranking_meta = run_ranking(layout, data, two_tower, warm, init=lambda m: reports.__setitem__(
         "ranking", warm_start(m, old_ranking, old_workflow, new_workflow, skip_prefixes=("two_tower.",)).to_dict()))
-    save_ranking(ranking, ranking_config, layout.ranking)
     timings["ranking"] = time.perf_counter() - t
     summary = {"mode": "warm", "base_export": str(Path(export_root).resolve()), "warm_start": reports,
                "seconds": {k: round(v, 2) for k, v in timings.items()},
-               "retrieval": {"best_epoch": retrieval.best_epoch, "val_recall": retrieval.best_recall}}
+               "retrieval": retrieval_meta["training"], "ranking": ranking_meta["training"]}
     layout.summary.write_text(json.dumps(summary, indent=2))
     return timings, reports
 

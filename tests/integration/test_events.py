@@ -5,6 +5,7 @@ served before anyone interacted with it (then retired again, so later tests see 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -176,6 +177,12 @@ def test_retrain_warm_starts_on_the_logged_events_into_a_servable_export(recomme
     retrieval = result.warm_start["retrieval"]
     assert retrieval["remapped"]["item_embedding.weight"] > 10 and retrieval["copied"] > 0
     assert "item_embedding.weight" not in retrieval["fresh"]
+    # no train/serve skew: the warm ranker is trained on the merged candidates serving sends it
+    # (item-to-item neighbours refitted, candidate_source/candidate_score filled), like `cascade train`;
+    # before the fix retrain passed no neighbours (features all zero) and the export had no candidates/
+    ranking_meta = json.loads((result.artifacts_dir / "ranking" / "meta.json").read_text())["training"]
+    assert ranking_meta["candidate_mix"] is not None and len(ranking_meta["candidate_weight_search"]) > 1
+    assert (result.export_root / "artifacts" / "candidates" / "neighbours.npy").is_file()
     layout = ExportLayout(result.export_root)
     assert (layout.model_repository / "interactions" / "config.pbtxt").is_file()
     rec = InProcessRecommender(layout)

@@ -493,7 +493,14 @@ def test_retrain_cronjob_runs_retrain_then_the_release_gate(overlay: str) -> Non
     assert train["command"][:2] == ["cascade", "retrain"]
     args = dict(zip(train["command"][2::2], train["command"][3::2]))
     assert args["--export"] == "/work/export" and args["--events"] == "$(INTERACTION_LOG)"
-    assert release["command"][:2] == ["cascade", "release"] and release["command"][2] == args["--out"]
+    assert release["command"][:2] == ["cascade", "release"]
+    gate = dict(zip(release["command"][2::2], release["command"][3::2]))
+    assert gate["--export"] == args["--out"] and gate["--data"] == f"{args['--work']}/data"
+    assert gate["--champion"] == gate["--publish"] == "s3://$(EXPORT_BUCKET)/$(EXPORT_PREFIX)"
+    # the dataset goes where the next night's export-pull reads it
+    assert "s3://${EXPORT_BUCKET}/datasets/${v}/" in pull["command"][-1]
+    assert gate["--dataset-url"] == "s3://$(EXPORT_BUCKET)/datasets"
+    assert {e["name"] for e in release["env"]} >= {"EXPORT_BUCKET", "EXPORT_PREFIX"}
     assert job["spec"]["concurrencyPolicy"] == "Forbid"
     triton_env = {e["name"]: e for e in triton(overlay)[1]["env"]}
     assert triton_env["CASCADE_INTERACTIONS_INTERACTION_LOG"]["valueFrom"]["configMapKeyRef"]["key"] == "INTERACTION_LOG"
