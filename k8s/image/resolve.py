@@ -37,7 +37,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 TRITON_RELEASE = "25.12"   # nvcr.io/nvidia/tritonserver:25.12-py3 (Triton 2.64, CUDA 13.1)
 PYTHON_VERSION = "3.12"    # Ubuntu 24.04's python3 in the 25.xx containers
 GLIBC = (2, 39)            # Ubuntu 24.04
-EXTRAS = ("serving", "serving-gpu", "redis", "release")   # release: boto3 for the model-sync containers
+EXTRAS = ("serving", "serving-gpu", "redis", "release", "train")   # release: boto3 for the model-sync containers; train: the retrain CronJob (ONNX export, baselines)
 BUILD_REQUIREMENTS = ("setuptools>=68", "wheel")   # the project is built with --no-build-isolation
 PROJECT = "cascade-recsys"
 CHECK_WORKERS = 8

@@ -1,7 +1,8 @@
 """The serving image on paper (no Docker engine here): the Dockerfile's stages, user, pinned base
 and install commands; its lock matches pyproject.toml's serving extras (`make image-check` proves
 the lock resolves for Python 3.12 manylinux x86_64 against PyPI); and everything the Triton stage
-models import is in that lock, while training and load-test packages are not."""
+models import is in that lock, and so is the `train` extra the retrain CronJob runs in this image,
+while load-test and test packages are not."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ DOCKERFILE = IMAGE / "Dockerfile"
 sys.path.insert(0, str(IMAGE))
 import resolve  # noqa: E402  (k8s/image/resolve.py)
 
-NOT_IN_SERVING = ("implicit", "matplotlib", "locust", "onnxscript", "nvidia-pytriton", "cudf-cu12", "pytest",
+NOT_IN_SERVING = ("locust", "nvidia-pytriton", "cudf-cu12", "pytest", "moto",
                   "onnxruntime", "faiss-cpu")  # the last two: the GPU builds replace them in the image
 PROVIDED_BY_TRITON = frozenset({"triton_python_backend_utils"})
 
@@ -109,7 +110,22 @@ def test_lock_is_current_and_keeps_numpy_below_2() -> None:
     assert len(entries) == len(pins), "every pin carries its sha256 (the Dockerfile uses --require-hashes)"
 
 
-def test_lock_covers_every_serving_requirement_and_no_training_package() -> None:
+def test_the_retrain_cronjob_image_can_train_and_export_onnx() -> None:
+    """k8s/base/retrain-cronjob.yaml runs `cascade retrain` (torch training + ONNX export through
+    onnxscript) and `cascade release` in the serving image: the lock must hold the train extra."""
+    import yaml
+
+    job = yaml.safe_load((ROOT / "k8s" / "base" / "retrain-cronjob.yaml").read_text())
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    containers = pod.get("initContainers", []) + pod["containers"]
+    cascade_steps = {c["command"][1]: c["image"] for c in containers if c.get("command", [""])[0] == "cascade"}
+    assert cascade_steps.get("retrain") == cascade_steps.get("release") == "cascade-triton", cascade_steps
+    assert "train" in resolve.EXTRAS
+    pins = resolve.read_lock()
+    assert {"onnx", "onnxscript", "torch", "implicit", "matplotlib"} <= set(pins)
+
+
+def test_lock_covers_every_serving_requirement_and_no_test_package() -> None:
     from packaging.requirements import Requirement
 
     pins = resolve.read_lock()
