@@ -75,6 +75,18 @@ def tiny_export(tiny_trained: tuple[Path, Path]) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+def bundle_export(tiny_trained: tuple[Path, Path]) -> tuple[Path, Path]:
+    """An export of the session's artifacts that no test changes, for the tests that verify bundles
+    (rollout, experiments, release check every file against the manifest). ``tiny_export`` is the
+    one ``recommend_server`` serves, where `cascade items upsert` adds an index extension."""
+    from cascade.workflows.export import export_repository
+
+    data, artifacts = tiny_trained
+    result = export_repository(data, artifacts.parent.parent / "export-bundle", artifacts_dir=artifacts)
+    return data, result.root
+
+
+@pytest.fixture(scope="session")
 def redis_export(tiny_trained: tuple[Path, Path], redis_server) -> tuple[Path, Path]:
     """The same artifacts exported on Feast's Redis online store (db 0 of the session redis-server)."""
     from cascade.workflows.export import export_repository

@@ -28,10 +28,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def bundles(tiny_export: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def bundles(bundle_export: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from cascade.workflows.export import export_repository
 
-    data, export_a = tiny_export
+    data, export_a = bundle_export
     root = tmp_path_factory.mktemp("bundles")
     export_b = export_repository(data, root / "b", artifacts_dir=export_a / "artifacts", n_candidates=120).root
     return {"A": export_a, "B": export_b, **broken_bundles(export_b, root)}

@@ -26,10 +26,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def bundles(tiny_export: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def bundles(bundle_export: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from cascade.workflows.export import export_repository
 
-    data, export_a = tiny_export
+    data, export_a = bundle_export
     root = tmp_path_factory.mktemp("experiments")
     export_b = export_repository(data, root / "b", artifacts_dir=export_a / "artifacts", n_candidates=120).root
     faulty = patched_bundle(export_b, root / "faulty", "faulty-20pct", FAULTY_CODE)

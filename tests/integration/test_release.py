@@ -18,14 +18,8 @@ from cascade.cli import app
 pytestmark = pytest.mark.integration
 
 
-def test_release_validates_gates_and_publishes(tiny_trained: tuple[Path, Path], tmp_path: Path) -> None:
-    # A fresh export of the session's artifacts: the shared tiny_export is changed by other tests
-    # (`cascade items upsert` adds an index extension to its feature repo), and a changed bundle no
-    # longer verifies against its manifest, which is what release checks first.
-    from cascade.workflows.export import export_repository
-
-    data, artifacts = tiny_trained
-    export = export_repository(data, tmp_path / "export", artifacts_dir=artifacts).root
+def test_release_validates_gates_and_publishes(bundle_export: tuple[Path, Path], tmp_path: Path) -> None:
+    data, export = bundle_export
     models = f"file://{tmp_path / 'models'}"
     runner = CliRunner()
     first = runner.invoke(app, ["release", "--data", str(data), "--export", str(export), "--champion", models,
