@@ -4,6 +4,8 @@ folder of its own, not an export), the ``cascade_bundle_info`` model, then the f
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +37,25 @@ def bundle_server_config(repository: Path, **fields: Any):
 
     return TritonServerConfig(model_repository=repository, model_control_mode="explicit",
                               load_models=[INFO_MODEL], **fields)
+
+
+@contextmanager
+def running_bundle_server(workdir: Path, first_bundle: Path, *, ready_timeout_s: float = 120.0) -> Iterator[Any]:
+    """A bundle tritonserver on free loopback ports, its repository and log under ``workdir``, with
+    ``first_bundle`` rolled out; stopped (by its pid) on exit. For tests and benchmarks."""
+    from cascade.bundles.rollout import rollout
+    from cascade.serving.ports import free_ports
+    from cascade.serving.server import TritonServer
+
+    workdir = Path(workdir)
+    http, grpc, metrics = free_ports(3)
+    repository = prepare_repository(workdir / "repository")
+    server = TritonServer(bundle_server_config(repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                                               log_file=workdir / "triton.log", exit_timeout_s=5))
+    server.start()
+    try:
+        server.wait_until_ready(ready_timeout_s)
+        rollout(first_bundle, server.grpc_url, grace_s=0.0, lock_dir=workdir)
+        yield server
+    finally:
+        server.stop()

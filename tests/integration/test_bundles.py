@@ -21,7 +21,6 @@ import pytest
 from benchmarks.swap import ClosedLoop, broken_bundles
 from cascade.bundles.manifest import load_manifest
 from cascade.errors import BundleVerificationError, RolloutError
-from cascade.serving.ports import free_ports
 from cascade.serving.server import TritonServer
 
 pytestmark = pytest.mark.integration
@@ -39,21 +38,10 @@ def bundles(bundle_export: tuple[Path, Path], tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="module")
 def bundle_server(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    from cascade.bundles.rollout import rollout
-    from cascade.bundles.serve import bundle_server_config, prepare_repository
+    from cascade.bundles.serve import running_bundle_server
 
-    logs = tmp_path_factory.mktemp("bundle-logs")
-    http, grpc, metrics = free_ports(3)
-    repository = prepare_repository(tmp_path_factory.mktemp("bundle-repo") / "repository")
-    server = TritonServer(bundle_server_config(repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                               log_file=logs / "triton.log", exit_timeout_s=5))
-    server.start()
-    try:
-        server.wait_until_ready(120)
-        rollout(bundles["A"], server.grpc_url, grace_s=0.0, lock_dir=logs)
+    with running_bundle_server(tmp_path_factory.mktemp("bundle-server"), bundles["A"]) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _ids(bundles: dict[str, Path]) -> dict[str, str]:
