@@ -6,13 +6,14 @@ late, or is refused by the open circuit gives a :class:`GuardResult` with ``feat
 ``reason``, and the stage answers that request degraded (cold start -> popular items,
 ``degraded = true``, ``cascade_degraded_total{reason}``). Two ways to bound a read:
 
-- **inline** (readers with ``bounded_by_client_timeouts = True``: the Feast readers, whose Redis
-  client gets socket/connect timeouts of one budget and no retries, or a local SQLite file): the
+- **inline** (readers with ``bounded_by_client_timeouts = True``: the Feast readers on Redis, whose
+  client gets socket/connect timeouts of one budget and no retries): the
   read runs on the request's thread; the client's timeouts bound it (about one budget per socket
   operation). No thread handoff: on a busy 2-core box the handoff alone cost 2-8 ms per read
   (p50/p90 at load ~7) and pushed healthy reads past a 20 ms budget. A read that answers is used
   even when a busy CPU made it late.
-- **worker** (any other reader): the read runs on one worker thread and the request waits at most
+- **worker** (any other reader, SQLite included: a read can wait on a writer's lock for sqlite3's
+  5 s busy timeout): the read runs on one worker thread and the request waits at most
   ``budget_ms``. The worker never queues behind a read that is still stuck: while one is running,
   further calls degrade at once (``reason="timeout"``) instead of waiting.
 

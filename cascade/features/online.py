@@ -104,9 +104,10 @@ def _column(values: list, is_list: bool) -> np.ndarray:
 
 class UserFeatureReader:
     """Warm reader of the ``user_features`` view (one per process / Triton model instance)."""
-    #: each read is bounded by the store client's own timeouts (Redis: ``redis_timeouts``, no
-    #: retries; SQLite: a local file), so cascade.features.guard reads on the request's thread
-    bounded_by_client_timeouts = True
+    #: True when the store client's own timeouts bound each read (Redis with ``redis_timeouts``, no
+    #: retries): cascade.features.guard then reads on the request's thread. SQLite is not: a reader
+    #: can wait on a writer's lock for sqlite3's 5 s busy timeout, so it keeps the guard's worker.
+    bounded_by_client_timeouts = False
 
 
     def __init__(self, repo_dir: Path, warm_up: bool = True, redis_timeouts: "RedisTimeouts | None" = None) -> None:
@@ -117,6 +118,7 @@ class UserFeatureReader:
 
         self.repo = FeatureRepo.load(repo_dir)
         self.store = open_store(self.repo.root, redis_timeouts=redis_timeouts)
+        self.bounded_by_client_timeouts = self.repo.online_store == "redis" and redis_timeouts is not None
         try:
             view = self.store.get_feature_view(USER_VIEW)
         except Exception as exc:

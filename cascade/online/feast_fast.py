@@ -32,9 +32,10 @@ _EMPTY.setflags(write=False)
 
 
 class OnlineUserReader:
-    #: each read is bounded by the store client's own timeouts (Redis: ``redis_timeouts``, no
-    #: retries; SQLite: a local file), so cascade.features.guard reads on the request's thread
-    bounded_by_client_timeouts = True
+    #: True when the store client's own timeouts bound each read (Redis with ``redis_timeouts``, no
+    #: retries): cascade.features.guard then reads on the request's thread. SQLite is not: a reader
+    #: can wait on a writer's lock for sqlite3's 5 s busy timeout, so it keeps the guard's worker.
+    bounded_by_client_timeouts = False
 
     def __init__(self, repo_dir: Path, redis_timeouts: "RedisTimeouts | None" = None, warm_up: bool = True) -> None:
         """``redis_timeouts``: client socket/connect timeouts (serving: from the lookup budget).
@@ -47,6 +48,7 @@ class OnlineUserReader:
         from cascade.features.repo import USER_VIEW
 
         self.sdk = UserFeatureReader(repo_dir, warm_up=False, redis_timeouts=redis_timeouts)
+        self.bounded_by_client_timeouts = self.sdk.bounded_by_client_timeouts
         store = self.sdk.store
         self._config = store.config
         self._view = store.get_feature_view(USER_VIEW)

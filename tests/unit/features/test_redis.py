@@ -144,6 +144,18 @@ def redis_stage(synthetic, tmp_path: Path):
         redis.stop()
 
 
+def test_redis_reads_inline_and_sqlite_on_the_guards_worker(redis_stage, synthetic, tmp_path: Path) -> None:
+    """Redis reads are bounded by the client's socket timeouts: read on the request's thread. A
+    SQLite read can wait on a writer's lock (5 s busy timeout): it keeps the budget-bounded worker."""
+    _, repo, workflow, _, UserFeatureStage = redis_stage
+    assert UserFeatureStage(repo, workflow).guard.inline
+    sqlite = tmp_path / "sqlite"
+    generate_feature_repo(synthetic[0], sqlite)
+    materialize(sqlite)
+    stage = UserFeatureStage(sqlite, workflow)
+    assert not stage.guard.inline and stage.guard._executor is not None
+
+
 def test_paused_redis_degrades_within_the_budget_and_recovers(redis_stage) -> None:
     redis, repo, workflow, user, UserFeatureStage = redis_stage
     stage = UserFeatureStage(repo, workflow, guard=GuardConfig(budget_ms=20, failure_threshold=2, open_seconds=0.3))
