@@ -32,6 +32,22 @@ ROUTER_SOURCE = (
     '`cascade experiment start`)."""\nfrom cascade.experiments.router import TritonPythonModel  # noqa: F401\n'
 )
 DEFAULT_ROUTER_INSTANCES = 4  # BLS calls block their instance: this bounds concurrent requests in flight
+EXPOSURE_LOG_ENV = "CASCADE_EXPOSURE_LOG"
+EXPOSURE_LOG_OFF = ("", "off", "none")
+
+
+def exposure_log_url(value: str | None, repository: Path) -> str:
+    """The router's ``exposure_log``: ``value``, else $CASCADE_EXPOSURE_LOG, else the folder
+    ``exposure_log`` beside the bundle repository; "off"/"none"/"" disable it. A local path is made
+    absolute (the router resolves nothing)."""
+    import os
+
+    text = value if value is not None else os.environ.get(EXPOSURE_LOG_ENV) or str(Path(repository).parent / "exposure_log")
+    if text.strip().lower() in EXPOSURE_LOG_OFF:
+        return ""
+    if "://" in text and not text.startswith("file://"):
+        return text
+    return str(Path(text[len("file://"):] if text.startswith("file://") else text).expanduser().resolve())
 
 
 @dataclass
@@ -96,6 +112,7 @@ def _message(error: BaseException) -> str:
 
 def start(export_root: Path, url: str, *, share: float, name: str | None = None, salt: str | None = None,
           repository: Path | None = None, public_key: Path | None = None, instances: int = DEFAULT_ROUTER_INSTANCES,
+          exposure_log: str | None = None, exposure_flush_seconds: float = 5.0,
           lock_timeout_s: float = 300.0, lock_dir: Path | None = None) -> ExperimentResult:
     from cascade.bundles.manifest import verify_bundle
     from cascade.bundles.rollout import load_bundle, unload_bundle
@@ -118,8 +135,10 @@ def start(export_root: Path, url: str, *, share: float, name: str | None = None,
         repo = repository_of(state, url, repository)
         manifest = verify_bundle(Path(export_root), public_key=public_key)
         treatment = manifest.bundle_id
+        started_at = now_iso()
         experiment = Experiment(check_name(name or f"exp-{treatment}"[:64], "--name"),
-                                check_name(salt or secrets.token_hex(8), "--salt"), share, state.live, treatment, now_iso())
+                                check_name(salt or secrets.token_hex(8), "--salt"), share, state.live, treatment,
+                                started_at, started_at, exposure_log_url(exposure_log, repo), float(exposure_flush_seconds))
         models = BundleModels.from_export(Path(export_root), treatment)
         held = state.bundles.get(treatment)
         loaded = not (held is not None and held.ready and set(models.stage_names + [models.pinned_name]) <= set(held.models))
@@ -159,7 +178,7 @@ def set_share(url: str, share: float, *, repository: Path | None = None, lock_ti
         experiment = _require(client, url)
         repo = repository_of(read_state(client), url, repository)
         params = _router_params(client)
-        updated = replace(experiment, share=share)
+        updated = replace(experiment, share=share, share_since=now_iso())
         pinned = client.get_model_config(f"{ENSEMBLE}__{experiment.control}", headers=admin_headers(), as_json=True)["config"]
         instances = int(client.get_model_config(ENSEMBLE, headers=admin_headers(), as_json=True)["config"]
                         ["instance_group"][0].get("count", DEFAULT_ROUTER_INSTANCES))
