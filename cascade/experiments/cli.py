@@ -25,7 +25,9 @@ def start(
     name: Annotated[Optional[str], typer.Option("--name", help="Experiment name (metric label). Default exp-<bundle>.")] = None,
     repository: Annotated[Optional[Path], typer.Option("--repository", help=REPOSITORY_HELP)] = None,
     public_key: Annotated[Optional[Path], typer.Option("--public-key", help="Verify the treatment's manifest.sig.")] = None,
-    instances: Annotated[int, typer.Option("--router-instances", help="Router instances (concurrent requests in flight).")] = 4,
+    instances: Annotated[Optional[int], typer.Option("--router-instances", help=(
+        "Router instances = requests in flight through the router (default $CASCADE_ROUTER_INSTANCES, else 16; "
+        "each costs ~55 MB)."))] = None,
     exposure_log: Annotated[Optional[str], typer.Option("--exposure-log", help=(
         "Where the router records what it answered (folder or s3:// URL; 'off' disables). Default: "
         "$CASCADE_EXPOSURE_LOG, else the folder exposure_log beside the bundle repository."))] = None,

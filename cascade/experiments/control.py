@@ -31,9 +31,26 @@ ROUTER_SOURCE = (
     '"""recommend during an experiment: the router of cascade/experiments/router.py (written by '
     '`cascade experiment start`)."""\nfrom cascade.experiments.router import TritonPythonModel  # noqa: F401\n'
 )
-DEFAULT_ROUTER_INSTANCES = 4  # BLS calls block their instance: this bounds concurrent requests in flight
+# BLS calls block their instance (async execute does not overlap requests on 2.51: benchmarks/async_bls_check.py),
+# so the count bounds the requests in flight. 16 kept c=8 throughput within 10 % of the plain ensemble
+# (0.91 and 0.93 of it; 4 instances: 0.68 and 0.81): benchmarks/NOTES.md "Experiment router concurrency".
+DEFAULT_ROUTER_INSTANCES = 16
+ROUTER_INSTANCES_ENV = "CASCADE_ROUTER_INSTANCES"
 EXPOSURE_LOG_ENV = "CASCADE_EXPOSURE_LOG"
 EXPOSURE_LOG_OFF = ("", "off", "none")
+
+
+def default_router_instances() -> int:
+    """$CASCADE_ROUTER_INSTANCES, else :data:`DEFAULT_ROUTER_INSTANCES`."""
+    import os
+
+    text = os.environ.get(ROUTER_INSTANCES_ENV, "").strip()
+    if not text:
+        return DEFAULT_ROUTER_INSTANCES
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInputError(f"{ROUTER_INSTANCES_ENV} must be a whole number of router instances 1..64, got {text!r}") from None
 
 
 def exposure_log_url(value: str | None, repository: Path) -> str:
@@ -111,7 +128,7 @@ def _message(error: BaseException) -> str:
 
 
 def start(export_root: Path, url: str, *, share: float, name: str | None = None, salt: str | None = None,
-          repository: Path | None = None, public_key: Path | None = None, instances: int = DEFAULT_ROUTER_INSTANCES,
+          repository: Path | None = None, public_key: Path | None = None, instances: int | None = None,
           exposure_log: str | None = None, exposure_flush_seconds: float = 5.0,
           lock_timeout_s: float = 300.0, lock_dir: Path | None = None) -> ExperimentResult:
     from cascade.bundles.manifest import verify_bundle
@@ -119,6 +136,7 @@ def start(export_root: Path, url: str, *, share: float, name: str | None = None,
     from cascade.bundles.smoke import smoke
 
     share = check_share(share)
+    instances = default_router_instances() if instances is None else int(instances)
     if not 1 <= instances <= 64:
         raise InvalidInputError(f"router instances must be 1..64, got {instances}")
     seconds: dict[str, float] = {}

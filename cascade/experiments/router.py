@@ -103,6 +103,7 @@ class TritonPythonModel:
             return None
         from cascade.experiments.exposures import ExposureWriter
 
+        self._exposure_counter("written")  # made here, not first in the writer thread
         try:
             return ExposureWriter(experiment.exposure_log, flush_seconds=experiment.exposure_flush_seconds,
                                   on_written=lambda n: self._exposure_counter("written").increment(n),
