@@ -212,6 +212,31 @@ def _require(client: Any, url: str) -> Experiment:
     return experiment
 
 
+def wait_drained(client: Any, model: str, quiet_s: float = 1.0, limit_s: float = 30.0) -> float:
+    """Wait until ``model`` (the treatment's pinned ensemble) has run no request for ``quiet_s``, at
+    most ``limit_s``; returns the seconds waited. After the switch, router instances of the old
+    config still drain their queues and call the treatment: unloading it earlier fails those
+    requests with "not ready" (measured with 2 router instances and a slow treatment)."""
+    def count() -> float:
+        try:
+            stats = client.get_inference_statistics(model, headers=admin_headers(), as_json=True)["model_stats"][0]
+            inference = stats.get("inference_stats", {})
+            return float(sum(int(inference.get(k, {}).get("count", 0)) for k in ("success", "fail")))
+        except Exception:  # noqa: BLE001 - no statistics: nothing to wait for
+            return -1.0
+
+    started = time.monotonic()
+    last, quiet_since = count(), time.monotonic()
+    while last >= 0 and time.monotonic() - started < limit_s:
+        time.sleep(min(0.2, quiet_s))
+        now = count()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            break
+    return time.monotonic() - started
+
+
 def _extras_follow(client, repo: Path, state, bundle: str) -> None:
     """Models outside the ensemble (`interactions`) follow the promoted bundle, as after a rollout."""
     from cascade.bundles.rollout import load_extras
@@ -250,6 +275,7 @@ def stop(url: str, *, promote: bool = False, repository: Path | None = None, loc
         else:
             info = state.bundles.get(experiment.treatment)
             if experiment.treatment != (params.get(PREVIOUS) or None):  # keep what `cascade rollback` needs
+                wait_drained(client, f"{ENSEMBLE}__{experiment.treatment}")
                 unload_bundle(client, repo, experiment.treatment, list(info.models) if info else [])
         return ExperimentResult(experiment.to_dict(), "promoted" if promote else "aborted",
                                 seconds={"switch_load": switch_s, "to_switched": switched, "total": time.monotonic() - started})
