@@ -11,6 +11,9 @@ BEFORE the event is acknowledged: delivery is at least once. Deduplication by
 logged in that hour partition (loaded from the partition's files on first touch, so it survives
 restarts); and always on read (:func:`read_log`), which covers several writer processes and a
 crash between the log write and the acknowledgement.
+
+:class:`PartitionedLog` (the file writer) and :func:`read_partitioned` also store the experiment
+exposure log (cascade/experiments/exposures.py), partitioned by request hour.
 """
 
 from __future__ import annotations
@@ -88,16 +91,15 @@ class AppendResult:
         return int(self.new.sum())
 
 
-class InteractionLog:
-    """Append-only, hour-partitioned Parquet log (thread-safe within a process)."""
+class PartitionedLog:
+    """Append-only, hour-partitioned Parquet files at a URL: the one writer of the interaction log
+    (below) and the experiment exposure log (cascade/experiments/exposures.py). Each :meth:`write`
+    is one immutable file (local: written aside, fsynced, renamed; object store: one PUT)."""
 
-    def __init__(self, url: str | os.PathLike, dedup_partitions: int = 48, fsync: bool = True) -> None:
+    def __init__(self, url: str | os.PathLike, fsync: bool = True) -> None:
         self.url = str(url)
         self.fs, self.root, self.local = resolve(url)
         self.fsync = fsync
-        self._keys: OrderedDict[str, set[Key]] = OrderedDict()
-        self._max_partitions = int(dedup_partitions)
-        self._lock = threading.Lock()
         if self.local:  # an object store has no folders: a marker object per partition would only cost a PUT
             self._create_dir(self.root)
 
@@ -105,7 +107,52 @@ class InteractionLog:
         try:
             self.fs.create_dir(path, recursive=True)
         except OSError as exc:
-            raise UnavailableError(f"interaction log {self.url}: cannot create {path}: {exc}") from exc
+            raise UnavailableError(f"log {self.url}: cannot create {path}: {exc}") from exc
+
+    def _files(self, folder: str) -> list[str]:
+        from pyarrow import fs
+
+        try:
+            infos = self.fs.get_file_info(fs.FileSelector(folder, recursive=True, allow_not_found=True))
+        except OSError as exc:
+            raise UnavailableError(f"log {self.url}: cannot list {folder}: {exc}") from exc
+        return sorted(i.path for i in infos if i.type == fs.FileType.File and i.path.endswith(".parquet")
+                      and not i.base_name.startswith("."))
+
+    def _read_file(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        with self.fs.open_input_file(path) as handle:
+            return pq.read_table(handle, columns=columns)
+
+    def write(self, partition: str, table: pa.Table) -> str:
+        folder = f"{self.root}/{partition}"
+        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+        path = f"{folder}/{name}"
+        try:
+            if self.local:
+                self._create_dir(folder)  # write aside, fsync, rename: a reader never sees a partial file
+                tmp = f"{folder}/.{name}.tmp"
+                with open(tmp, "wb") as handle:
+                    pq.write_table(table, handle)
+                    if self.fsync:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            else:  # an object-store PUT is atomic
+                with self.fs.open_output_stream(path) as handle:
+                    pq.write_table(table, handle)
+        except OSError as exc:
+            raise UnavailableError(f"log {self.url}: cannot write {path}: {exc}") from exc
+        return path
+
+
+class InteractionLog(PartitionedLog):
+    """The interaction log: hour-partitioned by event time, deduplicated (thread-safe within a process)."""
+
+    def __init__(self, url: str | os.PathLike, dedup_partitions: int = 48, fsync: bool = True) -> None:
+        super().__init__(url, fsync)
+        self._keys: OrderedDict[str, set[Key]] = OrderedDict()
+        self._max_partitions = int(dedup_partitions)
+        self._lock = threading.Lock()
 
     def _partition_keys(self, partition: str) -> set[Key]:
         keys = self._keys.get(partition)
@@ -120,20 +167,6 @@ class InteractionLog:
         else:
             self._keys.move_to_end(partition)
         return keys
-
-    def _files(self, folder: str) -> list[str]:
-        from pyarrow import fs
-
-        try:
-            infos = self.fs.get_file_info(fs.FileSelector(folder, recursive=True, allow_not_found=True))
-        except OSError as exc:
-            raise UnavailableError(f"interaction log {self.url}: cannot list {folder}: {exc}") from exc
-        return sorted(i.path for i in infos if i.type == fs.FileType.File and i.path.endswith(".parquet")
-                      and not i.base_name.startswith("."))
-
-    def _read_file(self, path: str, columns: list[str] | None = None) -> pa.Table:
-        with self.fs.open_input_file(path) as handle:
-            return pq.read_table(handle, columns=columns)
 
     def append(self, batch: "EventBatch") -> AppendResult:
         """Write the batch's new events (one file per hour partition touched); returns which
@@ -163,7 +196,7 @@ class InteractionLog:
                     "weight": pa.array(batch.weights[index].astype(np.float32)),
                     "ingested_at": pa.array(np.full(len(index), ingested, np.int64)),
                 }, schema=SCHEMA)
-                files.append(self._write(partition, table))
+                files.append(self.write(partition, table))
             return AppendResult(new, tuple(files))
 
     def commit(self, batch: "EventBatch", new: np.ndarray) -> None:
@@ -173,27 +206,6 @@ class InteractionLog:
             for i in np.flatnonzero(new):
                 t = int(batch.timestamps[i])
                 self._partition_keys(partition_of(t)).add((batch.user_id, int(batch.item_ids[i]), t))
-
-    def _write(self, partition: str, table: pa.Table) -> str:
-        folder = f"{self.root}/{partition}"
-        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-        path = f"{folder}/{name}"
-        try:
-            if self.local:
-                self._create_dir(folder)  # write aside, fsync, rename: a reader never sees a partial file
-                tmp = f"{folder}/.{name}.tmp"
-                with open(tmp, "wb") as handle:
-                    pq.write_table(table, handle)
-                    if self.fsync:
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            else:  # an object-store PUT is atomic
-                with self.fs.open_output_stream(path) as handle:
-                    pq.write_table(table, handle)
-        except OSError as exc:
-            raise UnavailableError(f"interaction log {self.url}: cannot write {path}: {exc}") from exc
-        return path
 
     def read(self, start: int | None = None, end: int | None = None) -> "pd.DataFrame":
         return read_log(self.url, start, end)
@@ -212,16 +224,24 @@ def _in_range(path: str, start: int | None, end: int | None) -> bool:
     return end is None or hour < end
 
 
+def read_partitioned(url: str | os.PathLike, schema: pa.Schema, start: int | None = None,
+                     end: int | None = None) -> pa.Table:
+    """Every row of the partitioned log at ``url`` in the hour partitions that overlap
+    ``[start, end)`` (unix s; None = unbounded), cast to ``schema``; rows are not filtered inside
+    a partition (the caller knows its time column)."""
+    log = PartitionedLog.__new__(PartitionedLog)  # read-only: no directory creation
+    log.url = str(url)
+    log.fs, log.root, log.local = resolve(url)
+    paths = [p for p in log._files(log.root) if _in_range(p, start, end)]
+    tables = [log._read_file(p).select(schema.names).cast(schema) for p in paths]
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
 def read_log(url: str | os.PathLike, start: int | None = None, end: int | None = None) -> "pd.DataFrame":
     """Every logged event with ``start <= timestamp < end`` (unix s; None = unbounded), duplicates
     by (user_id, item_id, timestamp) dropped (first ingestion kept), sorted by (user_id, timestamp,
     ingestion). Columns: user_id, item_id, timestamp, weight, ingested_at."""
-    log = InteractionLog.__new__(InteractionLog)  # read-only: no directory creation
-    log.url = str(url)
-    log.fs, log.root, log.local = resolve(url)
-    paths = [p for p in log._files(log.root) if _in_range(p, start, end)]
-    tables = [log._read_file(p).select(SCHEMA.names).cast(SCHEMA) for p in paths]
-    frame = (pa.concat_tables(tables) if tables else SCHEMA.empty_table()).to_pandas()
+    frame = read_partitioned(url, SCHEMA, start, end).to_pandas()
     if start is not None:
         frame = frame[frame["timestamp"] >= start]
     if end is not None:

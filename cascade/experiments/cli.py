@@ -25,7 +25,13 @@ def start(
     name: Annotated[Optional[str], typer.Option("--name", help="Experiment name (metric label). Default exp-<bundle>.")] = None,
     repository: Annotated[Optional[Path], typer.Option("--repository", help=REPOSITORY_HELP)] = None,
     public_key: Annotated[Optional[Path], typer.Option("--public-key", help="Verify the treatment's manifest.sig.")] = None,
-    instances: Annotated[int, typer.Option("--router-instances", help="Router instances (concurrent requests in flight).")] = 4,
+    instances: Annotated[Optional[int], typer.Option("--router-instances", help=(
+        "Router instances = requests in flight through the router (default $CASCADE_ROUTER_INSTANCES, else 16; "
+        "each costs ~55 MB)."))] = None,
+    exposure_log: Annotated[Optional[str], typer.Option("--exposure-log", help=(
+        "Where the router records what it answered (folder or s3:// URL; 'off' disables). Default: "
+        "$CASCADE_EXPOSURE_LOG, else the folder exposure_log beside the bundle repository."))] = None,
+    exposure_flush: Annotated[float, typer.Option("--exposure-flush-seconds", help="How often the router writes queued exposures.")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Load the treatment beside the live bundle (control) and split users between them by a salted hash."""
@@ -33,7 +39,8 @@ def start(
 
     with cli_errors():
         result = run(treatment, url, share=share, name=name, salt=salt, repository=repository,
-                     public_key=public_key, instances=instances)
+                     public_key=public_key, instances=instances, exposure_log=exposure_log,
+                     exposure_flush_seconds=exposure_flush)
     if as_json:
         typer.echo(json.dumps(result.__dict__, default=str))
         return
@@ -62,7 +69,7 @@ def status(
     metrics_url: Annotated[Optional[str], typer.Option("--metrics-url", help=METRICS_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Shares, per-variant counts, errors, degraded/short answers, p50/p99 and the SRM check."""
+    """Shares, per-variant counts, errors, degraded/short answers, p50/p99 and the SRM check (distinct users from the exposure log since the last share change; requests from the metrics without one)."""
     from cascade.experiments.status import experiment_status
 
     with cli_errors():
@@ -86,8 +93,9 @@ def status(
         console.print("  SRM: no hash assignments yet")
     else:
         flag = "[red]SAMPLE RATIO MISMATCH[/red]" if check["mismatch"] else "ok"
-        console.print(f"  SRM: treatment {check['observed_share']:.2%} of {check['n']} assignments vs "
-                      f"{check['expected_share']:.2%} expected, chi2 {check['chi2']:.2f}, p = {check['p_value']:.3g} ({flag})")
+        console.print(f"  SRM: treatment {check['observed_share']:.2%} of {check['n']} {check['unit']} vs "
+                      f"{check['expected_share']:.2%} expected, chi2 {check['chi2']:.2f}, p = {check['p_value']:.3g} ({flag}); "
+                      f"counted from the {check['source']}")
 
 
 @app.command("stop")
@@ -114,18 +122,34 @@ def stop(
 @app.command("report")
 def report(
     log: Annotated[str, typer.Option("--log", help="Interaction log (folder or URL) written by the interactions model.")],
-    url: Annotated[Optional[str], typer.Option("--url", help="Read salt/share/start of the running experiment from this server.")] = None,
-    salt: Annotated[Optional[str], typer.Option("--salt", help="Salt (when the experiment is no longer running).")] = None,
-    share: Annotated[Optional[float], typer.Option("--share", help="Treatment share (when not running).")] = None,
+    url: Annotated[Optional[str], typer.Option("--url", help="Read name/salt/share/start/exposure log of the running experiment from this server.")] = None,
+    exposures: Annotated[Optional[str], typer.Option("--exposures", help="Exposure log (folder or URL) the router wrote (default: the running experiment's).")] = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", help="Experiment name in the exposure log (default: the running one, or the only one).")] = None,
+    window_hours: Annotated[float, typer.Option("--window-hours", help="An exposure counts as followed by an event up to this many hours after the request.")] = 24.0,
+    salt: Annotated[Optional[str], typer.Option("--salt", help="Salt (fallback report, when the experiment is no longer running).")] = None,
+    share: Annotated[Optional[float], typer.Option("--share", help="Treatment share (fallback report, when not running).")] = None,
     since: Annotated[Optional[str], typer.Option("--since", help="Window start, ISO-8601 UTC (default: the experiment's start).")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="Window end, ISO-8601 UTC (default: now).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write the report as JSON here.")] = None,
 ) -> None:
-    """Per-variant engagement from the interaction log, users assigned by the same hash, with 95 % intervals."""
+    """Per-variant outcomes with 95 % intervals computed over USERS (the randomisation unit).
+
+    With an exposure log (method "exposures"): an exposure is one answered request of the experiment
+    whose variant came from the user hash (requests forcing a variant are excluded), made in
+    [since, until). It is followed when the interaction log holds an event of that user for one of
+    its items from the request's second to --window-hours later; such an event is a click, counted
+    once. Per variant: exposed users, exposures, follow_rate (followed / exposures), clicks per
+    exposed user (users without clicks count as 0), and treatment - control with its interval.
+
+    Without one (method "per_user_engagement", the fallback): events in [since, until) per user,
+    users put in variants by the same hash; users with >= 1 event and events per such user. The
+    output's "method" says which ran.
+    """
     from cascade.experiments.report import outcome_report
 
     with cli_errors():
-        result = outcome_report(log, url=url, salt=salt, share=share, since=since, until=until)
+        result = outcome_report(log, url=url, salt=salt, share=share, since=since, until=until, exposures=exposures,
+                                experiment_name=experiment, window_hours=window_hours)
     text = json.dumps(result, indent=2, default=str)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,40 @@ ROUTER_SOURCE = (
     '"""recommend during an experiment: the router of cascade/experiments/router.py (written by '
     '`cascade experiment start`)."""\nfrom cascade.experiments.router import TritonPythonModel  # noqa: F401\n'
 )
-DEFAULT_ROUTER_INSTANCES = 4  # BLS calls block their instance: this bounds concurrent requests in flight
+# BLS calls block their instance (async execute does not overlap requests on 2.51: benchmarks/async_bls_check.py),
+# so the count bounds the requests in flight. 16 kept c=8 throughput within 10 % of the plain ensemble
+# (0.91 and 0.93 of it; 4 instances: 0.68 and 0.81): benchmarks/NOTES.md "Experiment router concurrency".
+DEFAULT_ROUTER_INSTANCES = 16
+ROUTER_INSTANCES_ENV = "CASCADE_ROUTER_INSTANCES"
+EXPOSURE_LOG_ENV = "CASCADE_EXPOSURE_LOG"
+EXPOSURE_LOG_OFF = ("", "off", "none")
+
+
+def default_router_instances() -> int:
+    """$CASCADE_ROUTER_INSTANCES, else :data:`DEFAULT_ROUTER_INSTANCES`."""
+    import os
+
+    text = os.environ.get(ROUTER_INSTANCES_ENV, "").strip()
+    if not text:
+        return DEFAULT_ROUTER_INSTANCES
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInputError(f"{ROUTER_INSTANCES_ENV} must be a whole number of router instances 1..64, got {text!r}") from None
+
+
+def exposure_log_url(value: str | None, repository: Path) -> str:
+    """The router's ``exposure_log``: ``value``, else $CASCADE_EXPOSURE_LOG, else the folder
+    ``exposure_log`` beside the bundle repository; "off"/"none"/"" disable it. A local path is made
+    absolute (the router resolves nothing)."""
+    import os
+
+    text = value if value is not None else os.environ.get(EXPOSURE_LOG_ENV) or str(Path(repository).parent / "exposure_log")
+    if text.strip().lower() in EXPOSURE_LOG_OFF:
+        return ""
+    if "://" in text and not text.startswith("file://"):
+        return text
+    return str(Path(text[len("file://"):] if text.startswith("file://") else text).expanduser().resolve())
 
 
 @dataclass
@@ -95,13 +128,15 @@ def _message(error: BaseException) -> str:
 
 
 def start(export_root: Path, url: str, *, share: float, name: str | None = None, salt: str | None = None,
-          repository: Path | None = None, public_key: Path | None = None, instances: int = DEFAULT_ROUTER_INSTANCES,
+          repository: Path | None = None, public_key: Path | None = None, instances: int | None = None,
+          exposure_log: str | None = None, exposure_flush_seconds: float = 5.0,
           lock_timeout_s: float = 300.0, lock_dir: Path | None = None) -> ExperimentResult:
     from cascade.bundles.manifest import verify_bundle
     from cascade.bundles.rollout import load_bundle, unload_bundle
     from cascade.bundles.smoke import smoke
 
     share = check_share(share)
+    instances = default_router_instances() if instances is None else int(instances)
     if not 1 <= instances <= 64:
         raise InvalidInputError(f"router instances must be 1..64, got {instances}")
     seconds: dict[str, float] = {}
@@ -118,8 +153,10 @@ def start(export_root: Path, url: str, *, share: float, name: str | None = None,
         repo = repository_of(state, url, repository)
         manifest = verify_bundle(Path(export_root), public_key=public_key)
         treatment = manifest.bundle_id
+        started_at = now_iso()
         experiment = Experiment(check_name(name or f"exp-{treatment}"[:64], "--name"),
-                                check_name(salt or secrets.token_hex(8), "--salt"), share, state.live, treatment, now_iso())
+                                check_name(salt or secrets.token_hex(8), "--salt"), share, state.live, treatment,
+                                started_at, started_at, exposure_log_url(exposure_log, repo), float(exposure_flush_seconds))
         models = BundleModels.from_export(Path(export_root), treatment)
         held = state.bundles.get(treatment)
         loaded = not (held is not None and held.ready and set(models.stage_names + [models.pinned_name]) <= set(held.models))
@@ -159,7 +196,7 @@ def set_share(url: str, share: float, *, repository: Path | None = None, lock_ti
         experiment = _require(client, url)
         repo = repository_of(read_state(client), url, repository)
         params = _router_params(client)
-        updated = replace(experiment, share=share)
+        updated = replace(experiment, share=share, share_since=now_iso())
         pinned = client.get_model_config(f"{ENSEMBLE}__{experiment.control}", headers=admin_headers(), as_json=True)["config"]
         instances = int(client.get_model_config(ENSEMBLE, headers=admin_headers(), as_json=True)["config"]
                         ["instance_group"][0].get("count", DEFAULT_ROUTER_INSTANCES))
@@ -173,6 +210,31 @@ def _require(client: Any, url: str) -> Experiment:
     if experiment is None:
         raise NotFoundError(f"no experiment is running on {url} (`recommend` is the plain ensemble)")
     return experiment
+
+
+def wait_drained(client: Any, model: str, quiet_s: float = 1.0, limit_s: float = 30.0) -> float:
+    """Wait until ``model`` (the treatment's pinned ensemble) has run no request for ``quiet_s``, at
+    most ``limit_s``; returns the seconds waited. After the switch, router instances of the old
+    config still drain their queues and call the treatment: unloading it earlier fails those
+    requests with "not ready" (measured with 2 router instances and a slow treatment)."""
+    def count() -> float:
+        try:
+            stats = client.get_inference_statistics(model, headers=admin_headers(), as_json=True)["model_stats"][0]
+            inference = stats.get("inference_stats", {})
+            return float(sum(int(inference.get(k, {}).get("count", 0)) for k in ("success", "fail")))
+        except Exception:  # noqa: BLE001 - no statistics: nothing to wait for
+            return -1.0
+
+    started = time.monotonic()
+    last, quiet_since = count(), time.monotonic()
+    while last >= 0 and time.monotonic() - started < limit_s:
+        time.sleep(min(0.2, quiet_s))
+        now = count()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            break
+    return time.monotonic() - started
 
 
 def _extras_follow(client, repo: Path, state, bundle: str) -> None:
@@ -213,6 +275,7 @@ def stop(url: str, *, promote: bool = False, repository: Path | None = None, loc
         else:
             info = state.bundles.get(experiment.treatment)
             if experiment.treatment != (params.get(PREVIOUS) or None):  # keep what `cascade rollback` needs
+                wait_drained(client, f"{ENSEMBLE}__{experiment.treatment}")
                 unload_bundle(client, repo, experiment.treatment, list(info.models) if info else [])
         return ExperimentResult(experiment.to_dict(), "promoted" if promote else "aborted",
                                 seconds={"switch_load": switch_s, "to_switched": switched, "total": time.monotonic() - started})

@@ -7,7 +7,10 @@ that variant's pinned ensemble ``recommend__<bundle>`` (one BLS call), and answe
 usable ``user_id`` goes to the control, whose entry stage names the problem.
 
 Per-variant metrics (labels experiment, variant, bundle; buffered, sent every 0.2 s) are listed in
-:data:`METRICS`. Only this module's imports load in the stub (numpy, cascade.errors, cascade.online.triton).
+:data:`METRICS`. With the parameter ``exposure_log`` set, every answered request with a valid
+``user_id`` is recorded in the exposure log (cascade/experiments/exposures.py) off the request path;
+rows written and dropped are counted in :data:`EXPOSURE_METRICS`. Only this module's imports load
+in the stub (numpy, cascade.errors, cascade.online.triton; pyarrow only with an exposure log).
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ METRICS = {
     "short": ("cascade_experiment_short_answers_total", "Answers with fewer items than top_k"),
     "items": ("cascade_experiment_items_total", "Items returned (a business counter read from the outputs)"),
     "assignments": ("cascade_experiment_assignments_total", "Requests assigned by the user hash (not forced by the variant input): the SRM counts"),
+}
+EXPOSURE_METRICS = {
+    "written": ("cascade_experiment_exposures_total", "Exposures (answered requests) written to the exposure log"),
+    "dropped": ("cascade_experiment_exposures_dropped_total",
+                "Exposures not logged (label reason: queue_full, write_failed, unavailable); the requests were answered"),
 }
 
 
@@ -81,7 +89,50 @@ class TritonPythonModel:
         self._share.set(experiment.share)
         self._flusher = MetricFlusher(METRIC_FLUSH_SECONDS, self.logger)
         self._metrics: dict[tuple[str, str, str], Any] = {}
-        self.logger.log_info(f"experiment router {experiment.name}: share {experiment.share} -> {self.models}")
+        self._exposure_counters: dict[str, Any] = {}
+        self._exposure_families = {key: pb_utils.MetricFamily(name=name, description=text, kind=pb_utils.MetricFamily.COUNTER)
+                                   for key, (name, text) in EXPOSURE_METRICS.items()}
+        self.exposures = self._open_exposures(experiment)
+        self.logger.log_info(f"experiment router {experiment.name}: share {experiment.share} -> {self.models}; "
+                             f"exposure log {experiment.exposure_log or 'off'}")
+
+    def _open_exposures(self, experiment: Experiment) -> Any:
+        """The exposure writer, None without ``exposure_log``, False when it cannot be opened (every
+        exposure is then counted as dropped, reason unavailable; the router serves regardless)."""
+        if not experiment.exposure_log:
+            return None
+        from cascade.experiments.exposures import ExposureWriter
+
+        self._exposure_counter("written")  # made here, not first in the writer thread
+        try:
+            return ExposureWriter(experiment.exposure_log, flush_seconds=experiment.exposure_flush_seconds,
+                                  on_written=lambda n: self._exposure_counter("written").increment(n),
+                                  on_dropped=lambda reason, n: self._exposure_counter("dropped", reason).increment(n),
+                                  log_warning=self.logger.log_warn)
+        except Exception as error:  # noqa: BLE001 - the log must never take the router down
+            self.logger.log_warn(f"exposure log {experiment.exposure_log} unavailable, exposures are dropped: {error}")
+            return False
+
+    def _exposure_counter(self, key: str, reason: str = "") -> Any:
+        found = self._exposure_counters.get(key + reason)
+        if found is None:
+            labels = {"experiment": self.experiment.name, **({"reason": reason} if reason else {})}
+            found = self._flusher.add(BufferedCounter(self._exposure_families[key].Metric(labels=labels)))
+            self._exposure_counters[key + reason] = found
+        return found
+
+    def _record_exposure(self, request_ms: int, user_id: np.ndarray | None, variant: str, hashed: bool,
+                         item_ids: np.ndarray) -> None:
+        if self.exposures is None or user_id is None or user_id.size != 1 or not np.issubdtype(user_id.dtype, np.integer):
+            return
+        if self.exposures is False:
+            self._exposure_counter("dropped", "unavailable").increment(1)
+            return
+        from cascade.experiments.exposures import Exposure
+
+        self.exposures.submit(Exposure(request_ms, int(user_id.reshape(-1)[0]), self.experiment.name, variant,
+                                       self.experiment.bundle_of(variant), not hashed,
+                                       np.array(item_ids, dtype=np.int64).reshape(-1)))
 
     def _metric(self, key: str, variant: str, code: str = "") -> Any:
         found = self._metrics.get((key, variant, code))
@@ -104,6 +155,7 @@ class TritonPythonModel:
     def _route(self, request: Any) -> Any:
         pb_utils = _pb_utils()
         started = time.perf_counter()
+        request_ms = time.time_ns() // 1_000_000
         forward, user_id, forced, top_k = [], None, None, None
         for tensor in request.inputs():
             name = tensor.name()
@@ -132,7 +184,9 @@ class TritonPythonModel:
             self._metric("errors", variant, _code_name(pb_utils, code)).increment(1)
             return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(failure.message(), code))
         outputs = {t.name(): t for t in answer.output_tensors()}
-        items = outputs["item_ids"].as_numpy().size
+        item_ids = outputs["item_ids"].as_numpy()
+        items = item_ids.size
+        self._record_exposure(request_ms, user_id, variant, hashed, item_ids)
         self._metric("items", variant).increment(items)
         if bool(outputs["degraded"].as_numpy().reshape(-1)[0]):
             self._metric("degraded", variant).increment(1)
@@ -143,6 +197,8 @@ class TritonPythonModel:
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
     def finalize(self) -> None:
+        if self.exposures:
+            self.exposures.close()
         self._flusher.stop()
 
 

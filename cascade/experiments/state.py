@@ -17,6 +17,9 @@ SHARE = "share"
 CONTROL_BUNDLE = "control_bundle"
 TREATMENT_BUNDLE = "treatment_bundle"
 STARTED_AT = "started_at"
+SHARE_SINCE = "share_since"  # when the current share took effect (the SRM window)
+EXPOSURE_LOG = "exposure_log"  # folder or URL of the exposure log ("" = none)
+EXPOSURE_FLUSH_SECONDS = "exposure_flush_seconds"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -42,11 +45,18 @@ class Experiment:
     control: str  # bundle ids
     treatment: str
     started_at: str  # ISO-8601 UTC
+    share_since: str = ""  # ISO-8601 UTC; "" = started_at
+    exposure_log: str = ""  # cascade/experiments/exposures.py; "" = no exposure log
+    exposure_flush_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         check_name(self.name, "experiment name")
         check_name(self.salt, "salt")
         check_share(self.share)
+        if not self.share_since:
+            object.__setattr__(self, "share_since", self.started_at)
+        if not (math.isfinite(self.exposure_flush_seconds) and 0.05 <= self.exposure_flush_seconds <= 3600):
+            raise InvalidInputError(f"exposure flush seconds must be 0.05..3600, got {self.exposure_flush_seconds!r}")
         if self.control == self.treatment:
             raise InvalidInputError(f"treatment bundle {self.treatment!r} is the control (live) bundle; nothing to compare")
 
@@ -55,15 +65,19 @@ class Experiment:
 
     def parameters(self) -> dict[str, str]:
         return {EXPERIMENT: self.name, SALT: self.salt, SHARE: repr(self.share), CONTROL_BUNDLE: self.control,
-                TREATMENT_BUNDLE: self.treatment, STARTED_AT: self.started_at}
+                TREATMENT_BUNDLE: self.treatment, STARTED_AT: self.started_at,
+                SHARE_SINCE: self.share_since, EXPOSURE_LOG: self.exposure_log,
+                EXPOSURE_FLUSH_SECONDS: repr(self.exposure_flush_seconds)}
 
     @classmethod
     def from_parameters(cls, params: dict[str, str]) -> "Experiment | None":
         """The experiment in a ``recommend`` config's parameters; None for the plain ensemble."""
         if not params.get(EXPERIMENT):
             return None
+        started = params.get(STARTED_AT, "")
         return cls(params[EXPERIMENT], params[SALT], float(params[SHARE]), params[CONTROL_BUNDLE],
-                   params[TREATMENT_BUNDLE], params.get(STARTED_AT, ""))
+                   params[TREATMENT_BUNDLE], started, params.get(SHARE_SINCE) or started,
+                   params.get(EXPOSURE_LOG, ""), float(params.get(EXPOSURE_FLUSH_SECONDS) or 5.0))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

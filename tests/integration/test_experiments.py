@@ -4,7 +4,10 @@ metrics and the SRM check read from the server's Prometheus endpoint, and canari
 with an automatic rollback on a treatment that errors on 20 % of requests and on one 3x slower,
 with zero failed requests for control users (closed-loop clients on loopback), and one that is
 promoted. Bundles: the tiny export (A, control), B (same artifacts, other candidate count), and
-copies of B whose business_logic model.py fails every 5th request or sleeps."""
+copies of B whose business_logic model.py fails every 5th request or sleeps. During the A/B split the
+router's exposure log and events pushed through the real `interactions` model (its log set by
+$CASCADE_INTERACTIONS_INTERACTION_LOG, as on Kubernetes) give `experiment report`'s exposure numbers,
+checked against a count made from what the clients saw; the SRM check counts distinct users."""
 
 from __future__ import annotations
 
@@ -39,8 +42,13 @@ def bundles(bundle_export: tuple[Path, Path], tmp_path_factory: pytest.TempPathF
 def server(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     from cascade.bundles.serve import running_bundle_server
 
-    with running_bundle_server(tmp_path_factory.mktemp("experiment-server"), bundles["A"]) as server:
-        yield server
+    workdir = tmp_path_factory.mktemp("experiment-server")
+    with pytest.MonkeyPatch.context() as env:  # the stubs inherit the server's environment at its start
+        env.setenv("CASCADE_INTERACTIONS_INTERACTION_LOG", str(workdir / "interaction_log"))  # not inside bundle A
+        env.setenv("CASCADE_ROUTER_INSTANCES", "2")  # the default 16 is for throughput; every share change reloads them
+        with running_bundle_server(workdir, bundles["A"]) as server:
+            env.delenv("CASCADE_INTERACTIONS_INTERACTION_LOG")
+            yield server
 
 
 def _live(url: str) -> str | None:
@@ -70,8 +78,10 @@ def test_split_status_share_and_promote(server: TritonServer, bundles: dict[str,
     url, lock_dir = server.grpc_url, server.log_file.parent
     id_a, id_b = load_manifest(bundles["A"]).bundle_id, load_manifest(bundles["B"]).bundle_id
     runner = CliRunner()
+    exposures = lock_dir / "exposures"
     started = runner.invoke(app, ["experiment", "start", "--url", url, "--treatment", str(bundles["B"]),
-                                  "--share", "0.5", "--salt", "s1", "--name", "ab1", "--json"])
+                                  "--share", "0.5", "--salt", "s1", "--name", "ab1", "--exposure-log", str(exposures),
+                                  "--exposure-flush-seconds", "0.2", "--json"])
     assert started.exit_code == 0, started.output
     assert json.loads(started.stdout)["experiment"]["control"] == id_a
     users = list(range(60))
@@ -81,7 +91,8 @@ def test_split_status_share_and_promote(server: TritonServer, bundles: dict[str,
             expected = assign(user, "s1", 0.5)
             assert answer.variant == expected, user
             assert answer.model_version.split("+", 1)[0] == (id_b if expected == "treatment" else id_a)
-        assert all(client.recommend(u, k=5).variant == served[u].variant for u in users[:10])  # sticky
+        repeats = [client.recommend(u, k=5) for u in users[:10]]
+        assert all(r.variant == served[u].variant for u, r in zip(users, repeats))  # sticky
         forced = client.recommend(users[0], k=5, variant="treatment")
         assert forced.variant == "treatment" and forced.model_version.startswith(id_b)
         with pytest.raises(InvalidInputError, match=r"input 'variant' must be one BYTES value of \['control', 'treatment'\]"):
@@ -90,7 +101,8 @@ def test_split_status_share_and_promote(server: TritonServer, bundles: dict[str,
             client.recommend(1, k=0)
     with pytest.raises(RolloutError, match="experiment ab1 is running"):
         rollout(bundles["B"], url, lock_dir=lock_dir)
-    time.sleep(0.6)  # the router sends its counters every 0.2 s
+    seen = [(u, served[u]) for u in users] + list(zip(users[:10], repeats))  # the hash-assigned exposures
+    _check_exposure_report(url, lock_dir, seen)  # + the forced request for users[0], excluded
     status = runner.invoke(app, ["experiment", "status", "--url", url, "--metrics-url", server.metrics_url, "--json"])
     assert status.exit_code == 0, status.output
     report = json.loads(status.stdout)
@@ -102,6 +114,8 @@ def test_split_status_share_and_promote(server: TritonServer, bundles: dict[str,
     assert variants[assign(1, "s1", 0.5)]["invalid"] == 1  # top_k=0: the client's error, not the variant's
     assert variants["control"]["errors"] == 0 and variants["treatment"]["errors"] == 0
     assert 0.0 <= report["srm"]["p_value"] <= 1.0 and report["srm"]["mismatch"] is False
+    assert report["srm"]["unit"] == "users" and report["srm"]["n"] == len(users)  # distinct users, from the exposure log
+    assert report["srm"]["observed_share"] == pytest.approx(sum(assign(u, "s1", 0.5) == "treatment" for u in users) / len(users))
     text = runner.invoke(app, ["experiment", "status", "--url", url, "--metrics-url", server.metrics_url])
     assert "SRM:" in text.stdout and "treatment" in text.stdout
     shared = runner.invoke(app, ["experiment", "share", "0.2", "--url", url])
@@ -118,6 +132,43 @@ def test_split_status_share_and_promote(server: TritonServer, bundles: dict[str,
     with RecommendClient(url) as client:
         answer = client.recommend(users[0], k=5)
         assert answer.variant == "control" and answer.model_version.startswith(id_b)
+
+
+def _check_exposure_report(url: str, workdir: Path, seen: list) -> None:
+    """Events for some served items (and for items not shown), then `experiment report` against a
+    count made here from the answers the clients got."""
+    from typer.testing import CliRunner
+
+    from cascade.cli import app
+    from cascade.events.client import EventsClient
+
+    now = int(time.time())
+    clicked: dict[int, set[int]] = {}
+    with EventsClient(url) as events:
+        for user, answer in seen[:60]:
+            if user % 3 == 0:  # a click on the second item shown
+                clicked.setdefault(user, set()).add(answer.item_ids[1])
+            if user % 4 == 0:  # an item this user was never shown (another user's)
+                other = next(i for _, a in seen for i in a.item_ids if i not in {j for u, b in seen if u == user for j in b.item_ids})
+                clicked.setdefault(user, set()).add(other)
+        for user, items in clicked.items():
+            assert events.push(user, sorted(items), [now] * len(items)).accepted == len(items)
+    time.sleep(0.6)  # the router writes exposures every 0.2 s, its counters every 0.2 s
+    result = CliRunner().invoke(app, ["experiment", "report", "--log", str(workdir / "interaction_log"), "--url", url,
+                                      "--window-hours", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["method"] == "exposures" and report["forced_exposures_excluded"] == 1, report
+    for variant in ("control", "treatment"):
+        mine = [(u, a) for u, a in seen if a.variant == variant]
+        users = {u for u, _ in mine}
+        followed = [1 for u, a in mine if clicked.get(u, set()) & set(a.item_ids)]
+        clicks = {(u, i) for u, a in mine for i in clicked.get(u, set()) if i in a.item_ids}
+        got = report["variants"][variant]
+        assert (got["exposed_users"], got["exposures"], got["exposures_followed"], got["clicks"]) == (
+            len(users), len(mine), len(followed), len(clicks)), (variant, got)
+        assert got["clicks_per_exposed_user"] == pytest.approx(len(clicks) / len(users))
+    assert report["difference"]["follow_rate"] is not None
 
 
 def test_canary_aborts_a_faulty_treatment_and_rolls_back(server: TritonServer, bundles: dict[str, Path]) -> None:

@@ -99,3 +99,16 @@ def test_experiment_state_round_trips_and_validates() -> None:
         Experiment("x", "s", 0.5, "A", "A", "")
     with pytest.raises(InvalidInputError, match="salt must be"):
         Experiment("x", "bad salt!", 0.5, "A", "B", "")
+
+
+def test_router_instances_default_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cascade.errors import InvalidInputError
+    from cascade.experiments.control import DEFAULT_ROUTER_INSTANCES, default_router_instances
+
+    monkeypatch.delenv("CASCADE_ROUTER_INSTANCES", raising=False)
+    assert default_router_instances() == DEFAULT_ROUTER_INSTANCES == 16
+    monkeypatch.setenv("CASCADE_ROUTER_INSTANCES", "3")
+    assert default_router_instances() == 3
+    monkeypatch.setenv("CASCADE_ROUTER_INSTANCES", "many")
+    with pytest.raises(InvalidInputError, match="CASCADE_ROUTER_INSTANCES must be a whole number"):
+        default_router_instances()
