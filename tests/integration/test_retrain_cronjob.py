@@ -121,8 +121,8 @@ def test_retrain_cronjob_end_to_end(tiny_trained: tuple[Path, Path], moto_s3: st
     assert report["validated"]["contract_requests"] > 0  # a real tritonserver answered the new export
     assert report["validated"]["signed"]  # signed with the Secret's key, checked with the cluster's public key
     pulled_new = tmp_path / "published"
-    subprocess.run([str(BIN / "aws"), "s3", "sync", "--only-show-errors", f"s3://models/exports/{new_id}/", str(pulled_new)],
-                   check=True, timeout=300)
+    subprocess.run(["aws", "s3", "sync", "--only-show-errors", f"s3://models/exports/{new_id}/", str(pulled_new)],
+                   env=dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"), check=True, timeout=300)
     verify_export(pulled_new, keys.public_key)  # what the pods' model-sync sidecar checks before loading it
     assert s3_text(moto_s3, "exports/LATEST").strip() == new_id
     assert json.loads(s3_text(moto_s3, f"exports/{new_id}/evaluation.json"))["bundle_id"] == new_id
