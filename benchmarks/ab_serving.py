@@ -98,7 +98,9 @@ def make_variant(export: Path, variant: dict[str, Any], out_root: Path) -> tuple
         boot = Path(variant["pythonpath"]) / "sitecustomize.py"
         for model_py in repo.glob("*/1/model.py"):
             model_py.write_text(f"import runpy as _r; _r.run_path({str(boot)!r})\n" + model_py.read_text())
-    rules = export / "model_repository" / "business_logic" / "1" / "business_rules.yaml"
+    from cascade.online.export_layout import ExportLayout
+
+    rules = ExportLayout(export).business_rules
     for config in repo.glob("*/config.pbtxt"):  # every model that reads the rules beside its model.py
         if 'key: "rules"' in config.read_text():
             shutil.copy2(rules, config.parent / "1" / "business_rules.yaml")
@@ -123,7 +125,6 @@ def make_variant(export: Path, variant: dict[str, Any], out_root: Path) -> tuple
             raise SystemExit(f"unknown override {override!r}")
         config.write_text(text)
     if not variant["pythonpath"]:  # this checkout's code: the load-time warm-up a fresh export writes
-        from cascade.online.export_layout import ExportLayout
         from cascade.online.warmup import WARMUP_MODELS, write_warmups
 
         if all((repo / m).is_dir() for m in WARMUP_MODELS):  # an A/B-only structure has other models
