@@ -8,8 +8,10 @@ carriage-return redraws. ``CASCADE_PROGRESS=1`` forces bars on (``0`` forces the
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 PROGRESS_ENV = "CASCADE_PROGRESS"
@@ -30,3 +32,16 @@ def progress_bar(iterable: Iterable[Any] | None = None, *, enabled: bool = True,
     from tqdm.auto import tqdm
 
     return tqdm(iterable, disable=bars_disabled(enabled), **kwargs)
+
+
+@contextlib.contextmanager
+def library_bars_quiet() -> Iterator[None]:
+    """Silence bars a library draws with no way to turn them off (Feast's ``materialize`` builds
+    ``tqdm(total=..., ncols=100)`` itself) when :func:`bars_disabled` says bars are off here: its
+    stderr goes to /dev/null for the call. Loggers keep the stream they were configured with."""
+    disabled = bars_disabled()
+    if disabled is False or (disabled is None and sys.stderr is not None and sys.stderr.isatty()):
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+        yield

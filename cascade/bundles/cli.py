@@ -122,6 +122,7 @@ def release(
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the release report (JSON) here.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="Refuse an export made for another device: gpu for the eks-gpu overlay, cpu for eks-cpu.")] = None,
     dataset_url: Annotated[Optional[str], typer.Option("--dataset-url", help="Also publish --data to URL/<bundle id>/ (before LATEST moves), for `cascade retrain`.")] = None,
+    sign_key: Annotated[Optional[Path], typer.Option("--sign-key", envvar="CASCADE_BUNDLE_SIGNING_KEY", help="Ed25519 private key: sign the export (manifest.sig) before it is verified and published; with CASCADE_BUNDLE_PUBLIC_KEY set, the signature is checked against the cluster's public key first.")] = None,
 ) -> None:
     """Export -> validate (configs, manifest, a real tritonserver) -> quality gate vs the champion -> publish."""
     from cascade.bundles.release import release as run
@@ -129,7 +130,8 @@ def release(
     with cli_errors():
         result = run(data=data, export=export, out=out, champion=champion, publish_url=publish,
                      tolerances={"ndcg@10": ndcg_tolerance, "recall@100": recall_tolerance},
-                     max_users=max_users, server_check=server_check, device=device, dataset_url=dataset_url)
+                     max_users=max_users, server_check=server_check, device=device, dataset_url=dataset_url,
+                     sign_key=sign_key)
     text = json.dumps(result.to_dict(), indent=2, default=str)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)

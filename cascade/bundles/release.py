@@ -1,6 +1,6 @@
 """``cascade release``: export -> validate -> quality gate -> publish (what CI runs).
 
-1. export (``--data``) or take ``--export``;
+1. export (``--data``) or take ``--export``; with ``--sign-key`` sign it (``manifest.sig``);
 2. validate: every config.pbtxt parses into Triton's ModelConfig protobuf, the manifest verifies,
    and a real tritonserver started on the export alone answers the contract (smoke) suite;
 3. quality gate: the bundle's offline NDCG@10 and recall@100 (the served pipeline on the dataset's
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cascade.bundles.manifest import verify_bundle
+from cascade.bundles.manifest import SIGNATURE_FILE, verify_bundle
 from cascade.bundles.tagging import read_config
 from cascade.errors import BundleVerificationError, InvalidInputError
 
@@ -74,7 +74,8 @@ def validate_in_server(export_root: Path, bundle_id: str) -> int:
 
     http, grpc, metrics = free_ports(3)
     config = TritonServerConfig(model_repository=Path(export_root) / "model_repository",
-                                http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5)
+                                http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5,
+                                ready_timeout_s=600.0)  # a busy node loads slowly; a failed load exits at once
     with TritonServer(config) as server:
         return smoke(server.grpc_url, "recommend", bundle_id, Path(export_root))
 
@@ -135,6 +136,7 @@ def release(
     server_check: bool = True,
     device: str | None = None,
     dataset_url: str | None = None,
+    sign_key: Path | None = None,
 ) -> ReleaseReport:
     from cascade.online.export_layout import ExportLayout
 
@@ -153,11 +155,16 @@ def release(
         from cascade.workflows.export import export_repository
 
         export = export_repository(data, out or build_dir() / "release" / "export").root
+    if sign_key is not None:  # before verification: a configured CASCADE_BUNDLE_PUBLIC_KEY then proves the pair matches
+        from cascade.bundles.signing import sign_manifest
+
+        sign_manifest(export, sign_key)
     manifest = verify_bundle(export)
     from cascade.bundles.publish import check_publishable
 
     check_publishable(export, device)  # before the server check and the evaluation: fail fast
-    validated: dict[str, Any] = {"configs": validate_configs(export), "manifest_files": len(manifest.files)}
+    validated: dict[str, Any] = {"configs": validate_configs(export), "manifest_files": len(manifest.files),
+                                 "signed": (Path(export) / SIGNATURE_FILE).is_file()}
     if server_check:
         validated["contract_requests"] = validate_in_server(export, manifest.bundle_id)
     evaluation = evaluate_bundle(export, data, max_users, ExportLayout(export).manifest().n_candidates)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done
+from cascade.progress import library_bars_quiet
 from cascade.errors import NotFoundError, UnavailableError
 from cascade.features.repo import (
     DEFINITIONS_FILE,
@@ -181,7 +182,8 @@ def materialize(repo_dir: Path, skip_if_fresh: bool = False) -> MaterializeResul
     store = open_store(repo.root)
     start, end = materialize_range(repo)
     try:
-        store.materialize(start_date=start, end_date=end)
+        with library_bars_quiet():  # Feast's own bars: on a terminal only, like ours
+            store.materialize(start_date=start, end_date=end)
     except Exception as exc:
         if repo.online_store == "redis":
             raise UnavailableError(

@@ -48,3 +48,30 @@ def test_release_validates_gates_and_publishes(bundle_export: tuple[Path, Path],
     said = " ".join(second.output.split())  # rich wraps at the terminal width
     assert "quality gate failed: ndcg@10" in said and "nothing published" in said
     assert open_store(f"file://{champion}").latest() == "best"
+
+
+def test_release_signs_and_refuses_a_key_the_cluster_does_not_trust(bundle_export: tuple[Path, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """--sign-key signs before verification, so with the cluster's CASCADE_BUNDLE_PUBLIC_KEY set a
+    bundle signed by any other key fails before the server check, the gate and publishing."""
+    import shutil
+
+    from cascade.bundles.signing import generate_keys, verify_signature
+
+    data, shared = bundle_export
+    export = tmp_path / "export"
+    shutil.copytree(shared, export)  # signing writes manifest.sig: never into the session's export
+    cluster, other = generate_keys(tmp_path / "cluster"), generate_keys(tmp_path / "other")
+    monkeypatch.setenv("CASCADE_BUNDLE_PUBLIC_KEY", str(cluster.public_key))
+    models = tmp_path / "models"
+    refused = CliRunner().invoke(app, ["release", "--data", str(data), "--export", str(export), "--no-server-check",
+                                       "--publish", f"file://{models}", "--sign-key", str(other.private_key)])
+    assert refused.exit_code != 0
+    assert "does not match" in " ".join(refused.output.split()) and not models.exists()
+
+    signed = CliRunner().invoke(app, ["release", "--data", str(data), "--export", str(export), "--no-server-check",
+                                      "--publish", f"file://{models}", "--max-users", "30"],
+                                env={"CASCADE_BUNDLE_SIGNING_KEY": str(cluster.private_key)})
+    assert signed.exit_code == 0, signed.output
+    bundle = load_manifest(export).bundle_id
+    verify_signature(models / bundle, cluster.public_key)  # the published copy carries the signature

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -44,17 +45,22 @@ def cronjob_containers() -> list[dict]:
 
 
 def run_container(container: dict, root: Path) -> subprocess.CompletedProcess[str]:
-    """The container's command with its env (config-map keys from CONFIG), /work and /tmp under ``root``."""
-    def local(text: str) -> str:
-        return re.sub(r"(?<![\w.])/(work|tmp)(?=/|\b)", lambda m: str(root / m.group(1)), text)
+    """The container's command with its env (config-map keys from CONFIG), each volume mount
+    (/work, /tmp, the signing-key Secret, the public-key ConfigMap) at ``root/<volume name>``."""
+    mounts = sorted(container.get("volumeMounts", []), key=lambda m: -len(m["mountPath"]))
+    volume = {m["mountPath"]: m["name"] for m in mounts}
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(re.escape(p) for p in volume) + r")(?=/|\b)") if volume else None
+
+    def local(text: str) -> str:  # one pass: a replaced path (under /tmp here) is not rewritten again
+        return pattern.sub(lambda m: str(root / volume[m.group(1)]), text) if pattern else text
 
     env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")  # AWS_*: the emulator
     for item in container.get("env", []):
         ref = item.get("valueFrom", {}).get("configMapKeyRef")
         env[item["name"]] = CONFIG[ref["key"]] if ref else local(item["value"])
     command = [local(re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)) for arg in container["command"]]
-    for mount in container.get("volumeMounts", []):
-        Path(local(mount["mountPath"])).mkdir(parents=True, exist_ok=True)
+    for mount in mounts:
+        (root / mount["name"]).mkdir(parents=True, exist_ok=True)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -73,12 +79,15 @@ def test_retrain_cronjob_end_to_end(tiny_trained: tuple[Path, Path], moto_s3: st
     from cascade.events.log import InteractionLog
     from cascade.workflows.export import export_repository
 
+    from cascade.bundles.signing import generate_keys, verify_export
+
     data, artifacts = tiny_trained
+    keys = generate_keys(tmp_path / "keys")  # the platform's pair: private half in a Secret, public in a ConfigMap
     export = export_repository(data, tmp_path / "export0", artifacts_dir=artifacts).root
     first = subprocess.run(
         [str(BIN / "cascade"), "release", "--export", str(export), "--data", str(data),
          "--champion", "s3://models/exports", "--publish", "s3://models/exports",
-         "--dataset-url", "s3://models/datasets", "--no-server-check"],
+         "--dataset-url", "s3://models/datasets", "--no-server-check", "--sign-key", str(keys.private_key)],
         capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     champion = s3_text(moto_s3, "exports/LATEST").strip()
@@ -96,6 +105,9 @@ def test_retrain_cronjob_end_to_end(tiny_trained: tuple[Path, Path], moto_s3: st
                                           np.ones(len(fresh), np.float32))).n_new
 
     work = tmp_path / "night1"
+    for volume, key in (("signing-key", keys.private_key), ("bundle-public-key", keys.public_key)):
+        (work / volume).mkdir(parents=True)
+        shutil.copy(key, work / volume / key.name)  # what the kubelet mounts from the Secret / ConfigMap
     containers = cronjob_containers()
     assert [c["name"] for c in containers] == ["export-pull", "retrain", "release"]
     for container in containers:
@@ -107,6 +119,11 @@ def test_retrain_cronjob_end_to_end(tiny_trained: tuple[Path, Path], moto_s3: st
     assert new_id != champion and report["bundle_id"] == new_id
     assert report["gate"]["passed"] and report["gate"]["champion"] == champion
     assert report["validated"]["contract_requests"] > 0  # a real tritonserver answered the new export
+    assert report["validated"]["signed"]  # signed with the Secret's key, checked with the cluster's public key
+    pulled_new = tmp_path / "published"
+    subprocess.run([str(BIN / "aws"), "s3", "sync", "--only-show-errors", f"s3://models/exports/{new_id}/", str(pulled_new)],
+                   check=True, timeout=300)
+    verify_export(pulled_new, keys.public_key)  # what the pods' model-sync sidecar checks before loading it
     assert s3_text(moto_s3, "exports/LATEST").strip() == new_id
     assert json.loads(s3_text(moto_s3, f"exports/{new_id}/evaluation.json"))["bundle_id"] == new_id
     grown = json.loads(s3_text(moto_s3, f"datasets/{new_id}/dataset.json"))

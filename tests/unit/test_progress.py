@@ -68,3 +68,26 @@ def test_a_forced_bar_draws_into_a_log() -> None:
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                           env=_env(**{PROGRESS_ENV: "1"}), timeout=60)
     assert "work" in done.stderr
+
+
+LIBRARY = (  # a library that draws its own bar, as Feast's materialize does, and a warning beside it
+    "import logging, sys\n"
+    "from tqdm import tqdm\n"
+    "from cascade.progress import library_bars_quiet\n"
+    "logging.basicConfig(stream=sys.stderr)\n"
+    "with library_bars_quiet():\n"
+    "    bar = tqdm(total=50, ncols=100, desc='libwork', mininterval=0)\n"
+    "    for _ in range(50):\n"
+    "        bar.update(1)\n"
+    "    bar.close()\n"
+    "    logging.getLogger('x').warning('still logged')\n"
+)
+
+
+def test_a_library_bar_is_quiet_in_a_log_but_logging_is_not() -> None:
+    done = subprocess.run([sys.executable, "-c", LIBRARY], capture_output=True, text=True, env=_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "libwork" not in done.stderr and "still logged" in done.stderr
+    forced = subprocess.run([sys.executable, "-c", LIBRARY], capture_output=True, text=True,
+                            env=_env(**{PROGRESS_ENV: "1"}), timeout=60)
+    assert "libwork" in forced.stderr
