@@ -7,7 +7,8 @@ closed-loop gRPC clients ask for known users (loadtests/timeline.py). Every
 ``--materialize-every-s`` the feature repo is re-materialized (Redis rewritten, a new item snapshot
 published, which item_features/transform/business_logic pick up). Every ``--sample-s`` it records,
 per process (tritonserver and every Python stub, by model): RSS, open file descriptors, threads;
-/dev/shm use; and the window's request p50/p99, failures and degraded share. It writes
+the /dev/shm regions the server and its stubs map; and the window's request p50/p99, failures and
+degraded share. It writes
 ``benchmarks/results/soak.json`` and ``soak.png`` and prints the RSS slope per process (least
 squares over the samples after the first ``--warmup-s``; flat = under 5 MB/h).
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,6 +58,28 @@ def sample_processes(server_pid: int) -> dict[str, dict]:
     return out
 
 
+def server_shm_mb(server_pid: int) -> float:
+    """/dev/shm held by THIS server: the files mapped by tritonserver and its stubs (the Python
+    backend's regions). /dev/shm as a whole is shared with every other process on the box."""
+    import psutil
+
+    paths = set()
+    for proc in processes(server_pid).values():
+        try:
+            with open(f"/proc/{proc.pid}/maps") as maps:
+                paths.update(line.split(None, 5)[5].strip() for line in maps
+                             if "/dev/shm/" in line and len(line.split(None, 5)) == 6)
+        except (OSError, psutil.Error):
+            continue
+    total = 0
+    for path in paths:
+        try:
+            total += Path(path.replace(" (deleted)", "")).stat().st_size
+        except OSError:
+            continue
+    return round(total / 2**20, 1)
+
+
 def slope_mb_per_h(t_s: list[float], values: list[float]) -> float | None:
     if len(t_s) < 3:
         return None
@@ -84,7 +106,7 @@ def plot(result: dict, path: Path) -> None:
     axes[1].plot(t, [s["p50_ms"] or np.nan for s in samples], label="p50")
     axes[1].set_ylabel("latency (ms)")
     axes[1].legend()
-    axes[2].plot(t, [s["dev_shm_mb"] for s in samples], label="/dev/shm used (MB)")
+    axes[2].plot(t, [s["dev_shm_mb"] for s in samples], label="/dev/shm mapped by the server (MB)")
     axes[2].plot(t, [sum(p["fds"] for p in s["processes"].values()) for s in samples], label="open fds (all)")
     for m in result["materializations_s"]:
         for ax in axes:
@@ -136,12 +158,12 @@ def run(args: argparse.Namespace) -> dict:
                 now = time.monotonic()
             window = summarize(load.samples, last, now)
             last = now
-            shm = shutil.disk_usage("/dev/shm")
             samples.append({"t_s": round(now - t0, 1), "processes": sample_processes(server.pid),
-                            "dev_shm_mb": round(shm.used / 2**20, 1), "requests": window["requests"],
+                            "dev_shm_mb": server_shm_mb(server.pid), "requests": window["requests"],
                             "failed": window["failed"], "degraded_share": window["degraded_share"],
                             "p50_ms": window["p50_ms"], "p99_ms": window["p99_ms"]})
             log(f"t={now - t0:6.0f}s req={window['requests']} p99={window['p99_ms']} failed={window['failed']} "
+                f"degraded={window['degraded_share']:.0%} "
                 f"server_rss={samples[-1]['processes'].get('tritonserver', {}).get('rss_mb', 0):.0f}MB")
         load.stop()
     finally:
@@ -164,6 +186,7 @@ def run(args: argparse.Namespace) -> dict:
             "dev_shm_mb_first_last": [steady[0]["dev_shm_mb"], steady[-1]["dev_shm_mb"]] if steady else None,
             "open_fds_first_last": [fds[0], fds[-1]] if fds else None,
             "p99_ms_by_window": [s["p99_ms"] for s in samples],
+            "degraded_share_mean": round(float(np.mean([s["degraded_share"] for s in steady])), 4) if steady else None,
             "note": "shared 2-core box: latencies are noisy; a short soak's slope is an upper-bound estimate",
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "samples": samples}
 

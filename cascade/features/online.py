@@ -104,6 +104,10 @@ def _column(values: list, is_list: bool) -> np.ndarray:
 
 class UserFeatureReader:
     """Warm reader of the ``user_features`` view (one per process / Triton model instance)."""
+    #: each read is bounded by the store client's own timeouts (Redis: ``redis_timeouts``, no
+    #: retries; SQLite: a local file), so cascade.features.guard reads on the request's thread
+    bounded_by_client_timeouts = True
+
 
     def __init__(self, repo_dir: Path, warm_up: bool = True, redis_timeouts: "RedisTimeouts | None" = None) -> None:
         """``warm_up``: one lookup at load (registry cache, store connection). An online store that

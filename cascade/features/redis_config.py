@@ -42,6 +42,8 @@ class RedisTimeouts:
 
     @classmethod
     def serving(cls, budget_ms: float) -> "RedisTimeouts":
+        """One lookup budget per socket operation: the guard reads inline (no worker thread), so
+        these timeouts are what bound a read, and a store silent for a budget is a failure."""
         budget_s = max(budget_ms, 1.0) / 1000.0
         return cls(socket_s=budget_s, connect_s=budget_s)
 

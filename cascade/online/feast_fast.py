@@ -32,6 +32,10 @@ _EMPTY.setflags(write=False)
 
 
 class OnlineUserReader:
+    #: each read is bounded by the store client's own timeouts (Redis: ``redis_timeouts``, no
+    #: retries; SQLite: a local file), so cascade.features.guard reads on the request's thread
+    bounded_by_client_timeouts = True
+
     def __init__(self, repo_dir: Path, redis_timeouts: "RedisTimeouts | None" = None, warm_up: bool = True) -> None:
         """``redis_timeouts``: client socket/connect timeouts (serving: from the lookup budget).
         An online store that cannot answer at load is logged and the reader still builds: the

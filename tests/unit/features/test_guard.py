@@ -90,19 +90,54 @@ def test_guard_answers_and_degrades_within_its_budget() -> None:
         assert result.features is None and result.reason == REASON_TIMEOUT and "30 ms budget" in result.error
         assert elapsed < 1.0  # bounded by the budget, not by the 5 s the read would take
         # the worker is still stuck in that read: the next call degrades at once instead of queueing
+        start = time.perf_counter()
         result = guard.get_many([4])
         assert result.reason == REASON_TIMEOUT and "still running" in result.error
+        assert time.perf_counter() - start < 0.02 and reader.calls == 2
+        # nothing has FAILED yet (the read is only late): the circuit stays closed for now
+        assert guard.breaker.state == "closed"
+        reader.mode = "down"
+        reader.release.set()  # the stuck read ends in a store error ...
+        _wait_until(lambda: guard._inflight.done())
+        reader.release.clear()
+        assert guard.get_many([5]).reason == REASON_UNAVAILABLE  # ... and so does the next: 2 failures
         assert guard.breaker.state == "open"
-        assert guard.get_many([5]).reason == REASON_OPEN
+        assert guard.get_many([6]).reason == REASON_OPEN
         calls = reader.calls
         reader.mode = "ok"
-        reader.release.set()
         time.sleep(0.25)  # open_seconds: the next call is the probe
-        assert guard.get_many([6]).features == [12]
+        assert guard.get_many([7]).features == [14]
         assert guard.breaker.state == "closed" and reader.calls == calls + 1
     finally:
         reader.release.set()
         guard.close()
+
+
+def test_a_late_answer_degrades_its_request_but_keeps_the_circuit_closed() -> None:
+    """A busy CPU or a GC pause makes a read miss its request's budget although the store is fine:
+    that request degrades alone; the late success keeps the circuit closed for the next ones."""
+    reader = Reader()
+    guard = FeatureGuard(reader, GuardConfig(budget_ms=20, failure_threshold=1, open_seconds=60))
+    try:
+        for n in range(3):
+            reader.mode = "slow"
+            assert guard.get_many([n]).reason == REASON_TIMEOUT
+            reader.release.set()  # the store answers, after the budget
+            _wait_until(lambda: guard._inflight.done())
+            reader.release.clear()
+            assert guard.breaker.state == "closed"  # threshold 1: a single failure would have opened it
+            reader.mode = "ok"
+            assert guard.get_many([n]).features == [2 * n]
+    finally:
+        reader.release.set()
+        guard.close()
+
+
+def _wait_until(condition, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
 
 
 def test_guard_counts_unavailable_and_lets_other_errors_through() -> None:
@@ -138,3 +173,33 @@ def test_guard_config_from_stage_parameters(monkeypatch: pytest.MonkeyPatch) -> 
     assert GuardConfig.from_parameters(lambda key, default: params.get(key, default)).budget_ms == 12.5
     with pytest.raises(InvalidInputError, match="breaker_failures must be an integer"):
         GuardConfig.from_parameters(lambda key, default: "x" if key == "breaker_failures" else default)
+
+
+class BoundedReader(Reader):
+    """A reader whose client bounds its own reads (as the Feast readers' Redis client does)."""
+
+    bounded_by_client_timeouts = True
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def get_many(self, ids):
+        time.sleep(self.delay_s)
+        return super().get_many(ids)
+
+
+def test_a_self_bounded_reader_is_read_inline_and_a_late_answer_is_used() -> None:
+    reader = BoundedReader(delay_s=0.05)  # a busy CPU: 50 ms for a read with a 20 ms budget
+    guard = FeatureGuard(reader, GuardConfig(budget_ms=20, failure_threshold=1, open_seconds=60))
+    try:
+        assert guard.inline and guard._executor is None
+        result = guard.get_many([3])
+        assert result.features == [6] and result.reason is None and result.elapsed_ms >= 50
+        assert guard.breaker.state == "closed"
+        reader.delay_s, reader.mode = 0.0, "down"  # the client's error (e.g. its socket timeout)
+        result = guard.get_many([4])
+        assert result.reason == REASON_UNAVAILABLE and guard.breaker.state == "open"
+        assert guard.get_many([5]).reason == REASON_OPEN and reader.calls == 2  # no read while open
+    finally:
+        guard.close()

@@ -151,11 +151,12 @@ def test_paused_redis_degrades_within_the_budget_and_recovers(redis_stage) -> No
     redis.pause()
     try:
         reasons, worst = [], 0.0
-        for _ in range(6):
+        until = time.monotonic() + 1.0  # each read fails at the client's socket timeout (the budget)
+        while time.monotonic() < until and REASON_OPEN not in reasons:
             start = time.perf_counter()
             reasons.append(stage.lookup(user).degraded_reason)
             worst = max(worst, time.perf_counter() - start)
-        assert reasons[0] == REASON_TIMEOUT and REASON_OPEN in reasons
+        assert reasons[0] == REASON_TIMEOUT and REASON_OPEN in reasons  # 2 failed reads opened it
         assert worst < 0.5  # never the 10 retries x 1 s back-off of redis-py's defaults
     finally:
         redis.resume()
