@@ -6,14 +6,15 @@
         --variant new=model_repository \
         --variant new-r2=model_repository@ranking.count=2 ... --rounds 6 --block 300
 
-A variant is ``NAME=SOURCE[:PYTHONPATH][@OVERRIDE,...]``: SOURCE is a model-repository source folder
-(``model_repository/`` of a checkout), PYTHONPATH (optional) puts another checkout's ``cascade`` in
+A variant is ``NAME=SOURCE[+OVERLAY][:PYTHONPATH][@OVERRIDE,...]``: SOURCE is a model-repository source folder
+(``model_repository/`` of a checkout); OVERLAY (optional) a folder whose model folders replace
+SOURCE's (a model folder holding a file ``REMOVED`` removes that model; benchmarks/variants/), PYTHONPATH (optional) puts another checkout's ``cascade`` in
 front for that server: a folder whose ``sitecustomize.py`` is run at the top of every model.py (the
 stub ignores PYTHONPATH; e.g. one that imports the committed ``cascade`` extracted with ``git
 archive``), OVERRIDES edit the
 copied configs: ``<model>.count=N`` (instance count), ``<model>.param.<key>=V`` (a ``parameters``
 entry), ``<model>.delay=US`` (the dynamic batcher's max_queue_delay_microseconds), ``server=ARG`` (an extra
-tritonserver argument, ``;`` for several). Each variant gets a repository under
+tritonserver argument, ``;`` for several; last, it may hold commas). Each variant gets a repository under
 ``build/bench/variants/<name>`` that links the export's artifacts and feature repo.
 
 All servers run at once (idle stubs cost no CPU); requests go in blocks of ``--block`` to each
@@ -54,8 +55,16 @@ def parse_variant(text: str) -> dict[str, Any]:
     name, _, rest = text.partition("=")
     rest, _, overrides = rest.partition("@")
     source, _, pythonpath = rest.partition(":")
-    return {"name": name, "source": Path(source), "pythonpath": pythonpath or None,
-            "overrides": [o for o in overrides.split(",") if o]}
+    source, _, overlay = source.partition("+")
+    return {"name": name, "source": Path(source), "overlay": Path(overlay) if overlay else None,
+            "pythonpath": pythonpath or None,
+            "overrides": _split_overrides(overrides)}
+
+
+def _split_overrides(text: str) -> list[str]:
+    """Comma-separated overrides; ``server=...`` takes the rest of the text (its value may hold commas)."""
+    head, sep, server = text.partition("server=")
+    return [o for o in head.split(",") if o] + ([f"server={server}"] if sep else [])
 
 
 def _set_count(text: str, count: int) -> str:
@@ -78,13 +87,23 @@ def make_variant(export: Path, variant: dict[str, Any], out_root: Path) -> tuple
     for part in ("artifacts", "feature_repo", "export.json"):
         (target / part).symlink_to((export / part).resolve())
     repo = target / "model_repository"
-    shutil.copytree(variant["source"], repo, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".gitkeep"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".gitkeep")
+    shutil.copytree(variant["source"], repo, ignore=ignore)
+    for model in sorted(variant["overlay"].iterdir()) if variant.get("overlay") else []:
+        if model.is_dir():
+            shutil.rmtree(repo / model.name, ignore_errors=True)
+            if not (model / "REMOVED").exists():
+                shutil.copytree(model, repo / model.name, ignore=ignore)
     if variant["pythonpath"]:  # the stub's embedded interpreter ignores PYTHONPATH: boot in model.py
         boot = Path(variant["pythonpath"]) / "sitecustomize.py"
         for model_py in repo.glob("*/1/model.py"):
             model_py.write_text(f"import runpy as _r; _r.run_path({str(boot)!r})\n" + model_py.read_text())
-    rules = export / "model_repository" / "business_logic" / "1" / "business_rules.yaml"
-    shutil.copy2(rules, repo / "business_logic" / "1" / "business_rules.yaml")
+    from cascade.online.export_layout import ExportLayout
+
+    rules = ExportLayout(export).business_rules
+    for config in repo.glob("*/config.pbtxt"):  # every model that reads the rules beside its model.py
+        if 'key: "rules"' in config.read_text():
+            shutil.copy2(rules, config.parent / "1" / "business_rules.yaml")
     server_args: list[str] = []
     for override in variant["overrides"]:
         key, _, value = override.partition("=")
@@ -106,7 +125,6 @@ def make_variant(export: Path, variant: dict[str, Any], out_root: Path) -> tuple
             raise SystemExit(f"unknown override {override!r}")
         config.write_text(text)
     if not variant["pythonpath"]:  # this checkout's code: the load-time warm-up a fresh export writes
-        from cascade.online.export_layout import ExportLayout
         from cascade.online.warmup import WARMUP_MODELS, write_warmups
 
         if all((repo / m).is_dir() for m in WARMUP_MODELS):  # an A/B-only structure has other models
@@ -197,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             all_lat = np.concatenate(lat[name])
             per_round = [float(np.median(x)) for x in lat[name]]
             result["variants"][name] = {
-                "spec": {**v, "source": str(v["source"])}, "latency": summarize(all_lat),
+                "spec": {**v, "source": str(v["source"]), "overlay": str(v["overlay"] or "")}, "latency": summarize(all_lat),
                 "p50_per_round_ms": per_round, "errors": errors[name],
                 "cpu_ms_per_request_median": float(np.median(cpu[name])), "cpu_ms_per_request_per_round": cpu[name],
                 "stages": breakdown(before[name], after[name]),
@@ -262,7 +280,7 @@ def compare_under_load(args: argparse.Namespace, variants: list[dict[str, Any]],
         row = rows[v["name"]]
         cpu = {k: float(np.median([c.get(k, 0.0) for c in row["cpu"]])) for k in row["cpu"][0]}
         result["variants"][v["name"]] = {
-            "spec": {**v, "source": str(v["source"])}, "rps_per_window": row["rps"],
+            "spec": {**v, "source": str(v["source"]), "overlay": str(v["overlay"] or "")}, "rps_per_window": row["rps"],
             "rps_median": float(np.median(row["rps"])), "latency": summarize(np.concatenate(row["lat"])),
             "cpu_ms_per_request_median": cpu, "errors": row["errors"],
         }

@@ -117,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         "(benchmarks/make_catalog_export.py); not a trained 1M-item model\n")
     repo_dir = out / "model_repository"
     shutil.copytree(ROOT / "model_repository", repo_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".gitkeep"))
-    shutil.copy2(base / "model_repository" / "business_logic" / "1" / "business_rules.yaml",
-                 repo_dir / "business_logic" / "1" / "business_rules.yaml")
+    from cascade.online.export_layout import RULES_IN_EXPORT, ExportLayout
+
+    shutil.copy2(ExportLayout(base).business_rules, out / RULES_IN_EXPORT)
     log(f"wrote {out}")
     return 0
 

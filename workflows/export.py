@@ -28,7 +28,7 @@ from cascade.online import device as device_module
 from cascade.bundles import tagging as tagging_module
 from cascade.online import warmup as warmup_module
 from cascade.online.device import apply_device, check_device
-from cascade.online.export_layout import DEFAULT_CANDIDATES, ExportLayout, ExportManifest
+from cascade.online.export_layout import DEFAULT_CANDIDATES, RULES_IN_EXPORT, ExportLayout, ExportManifest
 from cascade.online.warmup import write_warmups
 from cascade.paths import MODEL_REPOSITORY_SOURCES, latest_export_pointer
 from cascade.workflows.dataset import DatasetInfo
@@ -36,7 +36,7 @@ from cascade.workflows.dataset import DatasetInfo
 LOG = logging.getLogger(__name__)
 ARTIFACT_PARTS = ("workflow", "retrieval", "ranking", "index")
 OPTIONAL_ARTIFACT_PARTS = ("candidates",)  # item-to-item neighbours; without them retrieval is ANN + popular
-STAGES = ("candidates", "ranking", "business_logic")
+STAGES = ("candidates", "ranking")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _copy_model_sources(target: Path, rules_file: Path) -> None:
             continue
         shutil.copytree(model_dir, target / model_dir.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".gitkeep"))
         (target / model_dir.name / "1").mkdir(exist_ok=True)
-    shutil.copy2(rules_file, target / "business_logic" / "1" / "business_rules.yaml")
+    shutil.copy2(rules_file, target / RULES_IN_EXPORT.relative_to("model_repository"))
 
 
 def _version(dataset_name: str, key: str) -> str:

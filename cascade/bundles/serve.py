@@ -40,9 +40,10 @@ def bundle_server_config(repository: Path, **fields: Any):
 
 
 @contextmanager
-def running_bundle_server(workdir: Path, first_bundle: Path, *, ready_timeout_s: float = 120.0) -> Iterator[Any]:
+def running_bundle_server(workdir: Path, first_bundle: Path | None, *, ready_timeout_s: float = 120.0) -> Iterator[Any]:
     """A bundle tritonserver on free loopback ports, its repository and log under ``workdir``, with
-    ``first_bundle`` rolled out; stopped (by its pid) on exit. For tests and benchmarks."""
+    ``first_bundle`` rolled out (None: nothing rolled out, e.g. to time the first rollout); stopped
+    (by its pid) on exit. For tests and benchmarks."""
     from cascade.bundles.rollout import rollout
     from cascade.serving.ports import free_ports
     from cascade.serving.server import TritonServer
@@ -55,7 +56,8 @@ def running_bundle_server(workdir: Path, first_bundle: Path, *, ready_timeout_s:
     server.start()
     try:
         server.wait_until_ready(ready_timeout_s)
-        rollout(first_bundle, server.grpc_url, grace_s=0.0, lock_dir=workdir)
+        if first_bundle is not None:
+            rollout(first_bundle, server.grpc_url, grace_s=0.0, lock_dir=workdir)
         yield server
     finally:
         server.stop()

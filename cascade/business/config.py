@@ -1,4 +1,4 @@
-"""Typed business-rule configuration, shipped with the ``business_logic`` model as YAML."""
+"""Typed business-rule configuration, shipped beside the ``ranking`` model (which applies the rules) as YAML."""
 
 from __future__ import annotations
 

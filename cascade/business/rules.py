@@ -1,4 +1,4 @@
-"""Business rules over ranked candidates: the one definition used by the ``business_logic`` Triton
+"""Business rules over ranked candidates: the one definition used by the ``ranking`` Triton
 model and by the in-process pipeline.
 
 Order of operations for one request:

@@ -23,6 +23,9 @@ from cascade.errors import NotFoundError
 
 MANIFEST = "export.json"
 DEFAULT_CANDIDATES = 300
+# the business rules, beside the model that applies them (ranking; its own model until round 5)
+RULES_IN_EXPORT = Path("model_repository/ranking/1/business_rules.yaml")
+LEGACY_RULES_IN_EXPORT = Path("model_repository/business_logic/1/business_rules.yaml")  # exports before round 5
 
 
 class ExportManifest(BaseModel):
@@ -51,6 +54,14 @@ class ExportLayout:
     candidates = property(lambda self: self.artifacts / "candidates")  # item-to-item neighbours (optional)
     user_tower = property(lambda self: self.artifacts / "retrieval" / "user_tower.onnx")
     dlrm = property(lambda self: self.artifacts / "ranking" / "dlrm.onnx")
+
+    @property
+    def business_rules(self) -> Path:
+        """The export's rules file (beside ``ranking``; beside ``business_logic`` in an export made
+        before round 5, which still serves with its own three models)."""
+        legacy = self.root / LEGACY_RULES_IN_EXPORT
+        current = self.root / RULES_IN_EXPORT
+        return legacy if legacy.is_file() and not current.is_file() else current
 
     def manifest(self) -> ExportManifest:
         if not self.manifest_path.is_file():

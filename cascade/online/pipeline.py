@@ -1,5 +1,5 @@
 """The online pipeline in one process, without Triton: the same stage objects the Triton models
-(candidates, ranking, business_logic) run, chained in the ensemble's order. Used by offline
+(candidates, ranking with the business rules) run, chained in the ensemble's order. Used by offline
 evaluation (``recommend_many``), as the offline/online parity reference and as the latency floor
 in benchmarks.
 
@@ -34,7 +34,6 @@ from cascade.online.stages import (
     load_workflow,
 )
 
-RULES_IN_EXPORT = Path("model_repository/business_logic/1/business_rules.yaml")
 RECOMMEND_CHUNK = 256  # users per batched pass of recommend_many
 Stage = Literal["retrieval", "served"]
 
@@ -58,7 +57,7 @@ class InProcessRecommender:
 
         self.user = UserFeatureStage(layout.feature_repo, workflow, guard=OFFLINE_GUARD)  # never degrade by time offline
         self.query = QueryTowerStage(layout.user_tower, workflow)
-        rules = BusinessRules.load(layout.root / RULES_IN_EXPORT)
+        rules = BusinessRules.load(layout.business_rules)
         self.retrieval = RetrievalStage(layout.index, manifest.n_candidates, drop_seen=rules.drop_seen,
                                         feature_repo=layout.feature_repo, refresh_seconds=0,
                                         candidates_dir=layout.candidates)

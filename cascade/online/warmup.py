@@ -8,8 +8,8 @@ request is a normal one.
 
 The samples are valid requests of each stage with the export's dataset-dependent widths (encoded
 feature counts, embedding size, candidate count): zeros (= null / padding codes, catalog row 0,
-an unknown user), ``top_k`` from a one-value file, and an empty ``snapshot_version`` (business_logic
-only echoes it into ``model_version``; ranking gathers from the snapshot it prepared at load).
+an unknown user), ``top_k`` from a one-value file (ranking gathers from the snapshot it prepared at
+load and applies the rules to the zero scores).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from cascade.online.request import MAX_TOP_K
 
 WARMUP_DIR = "warmup"  # Triton reads input_data_file from <model>/warmup/
 WARMUP_TOP_K = 10
-WARMUP_MODELS = ("candidates", "ranking", "business_logic")  # the keys of stage_warmups()
+WARMUP_MODELS = ("candidates", "ranking")  # the keys of stage_warmups()
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,10 @@ def stage_warmups(layout: ExportLayout) -> dict[str, list[WarmupInput]]:
             WarmupInput("candidate_rows", "TYPE_INT64", (n,)),
             WarmupInput("candidate_source", "TYPE_INT64", (n,)),
             WarmupInput("candidate_score", "TYPE_FP32", (n,)),
-        ],
-        "business_logic": [
-            WarmupInput("candidate_item_ids", "TYPE_INT64", (n,)),
-            WarmupInput("ranking_scores", "TYPE_FP32", (n,)),
-            WarmupInput("item_category", "TYPE_INT64", (n,)),
-            WarmupInput("item_available", "TYPE_BOOL", (n,)),
             WarmupInput("seen_items", "TYPE_INT64", (1,)),
             WarmupInput("top_k", "TYPE_INT32", (1,), top_k),
             WarmupInput("explore", "TYPE_FP32", (1,)),
             WarmupInput("cold_start", "TYPE_BOOL", (1,)),
-            WarmupInput("snapshot_version", "TYPE_STRING", (1,)),
         ],
     }
 

@@ -4,8 +4,8 @@ metrics and the SRM check read from the server's Prometheus endpoint, and canari
 with an automatic rollback on a treatment that errors on 20 % of requests and on one 3x slower,
 with zero failed requests for control users (closed-loop clients on loopback), and one that is
 promoted. Bundles: the tiny export (A, control), B (same artifacts, other candidate count), and
-copies of B whose business_logic model.py fails every 5th request or sleeps. During the A/B split the
-router's exposure log and events pushed through the real `interactions` model (its log set by
+copies of B whose ranking model.py (business rules) fails every 5th request or sleeps. During the A/B
+split the router's exposure log and events pushed through the real `interactions` model (its log set by
 $CASCADE_INTERACTIONS_INTERACTION_LOG, as on Kubernetes) give `experiment report`'s exposure numbers,
 checked against a count made from what the clients saw; the SRM check counts distinct users."""
 
@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.canary_faults import FAULTY_CODE, VariantLoad, patched_bundle
+from benchmarks.canary_faults import FAULTY_CODE, patched_bundle
+from benchmarks.swap import ClosedLoop
 from cascade.bundles.manifest import load_manifest
 from cascade.experiments.assign import assign
 from cascade.serving.server import TritonServer
@@ -179,7 +180,7 @@ def test_canary_aborts_a_faulty_treatment_and_rolls_back(server: TritonServer, b
 
     url, lock_dir = server.grpc_url, server.log_file.parent
     control = _live(url)  # B since the promotion above
-    with VariantLoad(url) as load:
+    with ClosedLoop(url, clients=3) as load:
         report = run_canary(bundles["faulty"], url, steps=[0.25, 0.5, 1.0], step_seconds=3.0, salt="c1",
                             guard=GuardSpec.parse("error_rate<=0.01,p99_ratio<=3,min_requests=10"),
                             metrics_url=server.metrics_url, lock_dir=lock_dir,
@@ -191,7 +192,7 @@ def test_canary_aborts_a_faulty_treatment_and_rolls_back(server: TritonServer, b
     assert reached < 1.0
     assert report.steps[-1]["treatment"]["errors"] > 0
     assert load.failures_of_control_users("c1", reached) == []
-    assert any(e is not None for *_, e in load.records)  # the treatment did fail some requests
+    assert any(r.error is not None for r in load.records)  # the treatment did fail some requests
     state = read_state(connect(url))
     assert state.live == control and "faulty-20pct" not in state.bundles  # rolled back, treatment unloaded
     assert json.loads((lock_dir / "canary-faulty.json").read_text())["outcome"] == "aborted"
@@ -203,17 +204,17 @@ def test_canary_aborts_a_slow_treatment(server: TritonServer, bundles: dict[str,
 
     url, lock_dir = server.grpc_url, server.log_file.parent
     control = _live(url)
-    with VariantLoad(url) as load:
+    with ClosedLoop(url, clients=3) as load:
         time.sleep(2.0)
-    median = float(np.median([r[2] for r in load.records]))
+    median = float(np.median([r.latency_ms for r in load.records])) / 1e3
     slow = patched_bundle(bundles["B"], tmp_path / "slow", "slow-3x", f"        __import__('time').sleep({2 * median:.4f})\n")
-    with VariantLoad(url) as load:
+    with ClosedLoop(url, clients=3) as load:
         report = run_canary(slow, url, steps=[0.5, 1.0], step_seconds=3.0, salt="c2",
                             guard=GuardSpec.parse("error_rate<=0.01,p50_ratio<=1.8,min_requests=10"),
                             metrics_url=server.metrics_url, lock_dir=lock_dir)
     assert report.outcome == "aborted", report.to_dict()
     assert "p50_ratio" in report.reason
-    assert [e for *_, e in load.records if e is not None] == []
+    assert load.failures == []
     assert _live(url) == control
 
 
@@ -223,7 +224,7 @@ def test_canary_cli_promotes_a_healthy_treatment(server: TritonServer, bundles: 
     from cascade.cli import app
 
     url = server.grpc_url
-    with VariantLoad(url) as load:
+    with ClosedLoop(url, clients=3) as load:
         result = CliRunner().invoke(app, [
             "rollout", str(bundles["A"]), "--url", url, "--canary", "50,100", "--step-seconds", "2",
             "--guard", "error_rate<=0.01,p99_ratio<=20,min_requests=5", "--metrics-url", server.metrics_url,
@@ -232,4 +233,4 @@ def test_canary_cli_promotes_a_healthy_treatment(server: TritonServer, bundles: 
     report = json.loads((tmp_path / "canary.json").read_text())
     assert report["outcome"] == "promoted" and [s["share"] for s in report["steps"]] == [0.5, 1.0]
     assert _live(url) == load_manifest(bundles["A"]).bundle_id
-    assert [e for *_, e in load.records if e is not None] == []
+    assert load.failures == []

@@ -240,7 +240,7 @@ def test_business_and_stage_error_metrics(raw, client, recommend_server, sample_
 
 
 PHASES = {"candidates": ("validate", "feast", "user_encode", "query_tower", "retrieval"),
-          "ranking": ("item_features", "ranking"), "business_logic": ("business_logic",)}
+          "ranking": ("item_features", "ranking", "business_logic")}
 
 
 def test_merged_models_report_each_phase_in_a_histogram(client, recommend_server, sample_users):
@@ -345,7 +345,7 @@ def test_concurrent_requests_batched_by_the_stages_get_their_own_answers(raw, re
             return None
         return user, local.client.recommend(user, k=10)
 
-    stages = ("candidates", "ranking", "business_logic")
+    stages = ("candidates", "ranking")
     before = {m: _counts(raw, m) for m in stages}
     try:
         with ThreadPoolExecutor(16) as pool:

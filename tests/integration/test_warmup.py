@@ -14,7 +14,7 @@ from cascade.online.warmup import WARMUP_DIR, stage_warmups
 
 pytestmark = pytest.mark.integration
 
-STAGES = ("candidates", "ranking", "business_logic")
+STAGES = ("candidates", "ranking")
 
 
 def _config(path) -> model_config_pb2.ModelConfig:

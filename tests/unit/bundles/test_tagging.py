@@ -21,14 +21,14 @@ def test_shipped_ensemble_wires_the_tag_from_every_producer(tmp_path: Path) -> N
     repo = tmp_path / "model_repository"
     shutil.copytree(MODEL_REPOSITORY_SOURCES, repo)
     stages = apply_bundle_tags(repo, "b1")
-    assert stages == ["candidates", "ranking", "business_logic"]
+    assert stages == ["candidates", "ranking"]
     ensemble = read_config(repo / "recommend" / "config.pbtxt")
     assert ensemble.parameters["bundle_id"].string_value == "b1"
     steps = {s.model_name: s for s in ensemble.ensemble_scheduling.step}
-    assert {k for k in steps["business_logic"].input_map if k.startswith(BUNDLE_INPUT_PREFIX)} == {
-        BUNDLE_INPUT_PREFIX + "candidates", BUNDLE_INPUT_PREFIX + "ranking"}
+    assert {k for k in steps["ranking"].input_map if k.startswith(BUNDLE_INPUT_PREFIX)} == {
+        BUNDLE_INPUT_PREFIX + "candidates"}
     assert steps["ranking"].input_map[BUNDLE_INPUT_PREFIX + "candidates"] == "cascade_bundle.candidates"
-    assert BUNDLE_OUTPUT not in steps["business_logic"].output_map  # nobody consumes it
+    assert BUNDLE_OUTPUT not in steps["ranking"].output_map  # nobody consumes it
     assert steps["candidates"].output_map[BUNDLE_OUTPUT] == "cascade_bundle.candidates"
     for stage in stages:
         config = read_config(repo / stage / "config.pbtxt")
@@ -36,8 +36,7 @@ def test_shipped_ensemble_wires_the_tag_from_every_producer(tmp_path: Path) -> N
         assert BUNDLE_OUTPUT in {o.name for o in config.output}
         tags = {i for i in _inputs(config) if i.startswith(BUNDLE_INPUT_PREFIX)}
         assert tags == {k for k in steps[stage].input_map if k.startswith(BUNDLE_INPUT_PREFIX)}
-    assert {name for name, _ in tag_inputs(repo / "business_logic" / "config.pbtxt")} == {
-        BUNDLE_INPUT_PREFIX + "candidates", BUNDLE_INPUT_PREFIX + "ranking"}
+    assert {name for name, _ in tag_inputs(repo / "ranking" / "config.pbtxt")} == {BUNDLE_INPUT_PREFIX + "candidates"}
     assert tag_inputs(repo / "candidates" / "config.pbtxt") == []  # the entry stage
 
 
@@ -71,7 +70,7 @@ def test_models_outside_the_ensemble_follow_the_bundle_under_their_own_name(tmp_
     shutil.copytree(MODEL_REPOSITORY_SOURCES, export / "model_repository")
     apply_bundle_tags(export / "model_repository", "b-1")
     models = BundleModels.from_export(export, "b-1")
-    assert models.stage_names == ["candidates__b-1", "ranking__b-1", "business_logic__b-1"]
+    assert models.stage_names == ["candidates__b-1", "ranking__b-1"]
     assert [f.name for f in models.extras] == ["interactions"]
     config = models.extras[0].config
     assert config.name == "interactions" and config.instance_group[0].count == 1

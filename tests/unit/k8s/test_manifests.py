@@ -28,7 +28,7 @@ CHECKOV = ROOT / ".venv-tools" / "bin" / "checkov"
 # Oldest EKS version we target, and the validator's newest schema.
 K8S_VERSIONS = ("1.31.0", "1.37.0")
 
-STAGES = ("candidates", "ranking", "business_logic")
+STAGES = ("candidates", "ranking")
 TRITON_METRICS = frozenset({
     "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
     "nv_inference_exec_count", "nv_inference_queue_duration_us", "nv_inference_compute_input_duration_us",
