@@ -21,7 +21,10 @@ from cascade.errors import BundleVerificationError
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 FORMAT_VERSION = 1
-NOT_LISTED = frozenset({MANIFEST_FILE, SIGNATURE_FILE})
+#: the release's recorded evaluation, published beside the bundle AFTER it was signed
+#: (cascade.bundles.publish.EVALUATION): release metadata for the next gate, never loaded by a server
+EVALUATION_FILE = "evaluation.json"
+NOT_LISTED = frozenset({MANIFEST_FILE, SIGNATURE_FILE, EVALUATION_FILE})
 # registry.db and .cascade/ record materialization intervals: every (re-)materialization rewrites them
 MUTABLE = ("feature_repo/data/online.db", "feature_repo/item_snapshot/", "feature_repo/feature_store.yaml",
            "feature_repo/data/registry.db", "feature_repo/.cascade/")

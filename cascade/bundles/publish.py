@@ -20,11 +20,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from urllib.parse import urlparse
 
-from cascade.bundles.manifest import MANIFEST_FILE, SIGNATURE_FILE, verify_bundle
+from cascade.bundles.manifest import EVALUATION_FILE, MANIFEST_FILE, SIGNATURE_FILE, verify_bundle
 from cascade.errors import InvalidInputError, NotFoundError
 
 POINTER = "LATEST"
-EVALUATION = "evaluation.json"
+EVALUATION = EVALUATION_FILE  # not listed in the manifest: written after signing
 
 
 class Store(ABC):

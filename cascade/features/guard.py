@@ -164,8 +164,8 @@ class FeatureGuard(Generic[T]):
         self.reader = reader
         self.config = config or GuardConfig()
         self.breaker = CircuitBreaker(self.config.failure_threshold, self.config.open_seconds, clock)
-        #: the reader's own client timeouts bound each read (Redis socket/connect timeouts from the
-        #: budget, a local SQLite file): read on the caller's thread, no worker handoff
+        #: the reader's own client timeouts bound each read (Redis socket/connect timeouts of one
+        #: budget): read on the caller's thread, no worker handoff; otherwise the worker below
         self.inline = bool(getattr(reader, "bounded_by_client_timeouts", False))
         self._executor = None if self.inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="cascade-feature-fetch")
         self._inflight: Future | None = None

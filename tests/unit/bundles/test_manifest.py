@@ -62,6 +62,7 @@ def test_an_unlisted_file_fails_but_mutable_state_may_change(export: Path) -> No
     (export / "feature_repo/data/online.db").write_text("pushed rows")
     (export / "feature_repo/item_snapshot/v2").mkdir()
     (export / "feature_repo/item_snapshot/v2/items.parquet").write_text("new snapshot")
+    (export / "evaluation.json").write_text('{"metrics": {}}')  # published beside it by `cascade release`
     verify_bundle(export)
     (export / "model_repository/ranking/1/extra.py").write_text("import os")
     with pytest.raises(BundleVerificationError, match=r"extra.py: not listed"):
