@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cascade.cache import hash_files, inputs_hash, is_fresh, mark_done
-from cascade.progress import library_bars_quiet
 from cascade.errors import NotFoundError, UnavailableError
 from cascade.features.repo import (
     DEFINITIONS_FILE,
@@ -29,6 +28,7 @@ from cascade.features.repo import (
     USER_VIEW,
     FeatureRepo,
 )
+from cascade.progress import library_bars_quiet
 
 if TYPE_CHECKING:  # pragma: no cover
     from feast import FeatureStore
