@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from loadtests.timeline import ClosedLoop, ProbeTimeline, summarize  # noqa: E402
+from loadtests.timeline import ClosedLoop, ProbeTimeline, degraded_timeline, summarize, sustained_after  # noqa: E402
 
 SMALL = dict(n_users=1000, n_items=500, n_interactions=30_000, seed=18, test_fraction=0.1, n_categories=12, n_brands=40)
 
@@ -94,24 +94,6 @@ def degraded_by_reason(url: str) -> dict[str, float]:
         if match:
             out[match.group(1)] = out.get(match.group(1), 0.0) + float(match.group(2))
     return out
-
-
-def sustained_after(shares: list[float | None], tolerance: float = 0.05) -> float | None:
-    """Seconds after the fault until every later 1 s bucket has at most ``tolerance`` degraded or
-    failed answers (one stray late read at second 11 does not make the recovery 11 s long)."""
-    for i in range(len(shares)):
-        if all(x is None or x <= tolerance for x in shares[i:]):
-            return float(i)
-    return None
-
-
-def degraded_timeline(samples, start: float, seconds: float, bucket_s: float = 1.0) -> list[float | None]:
-    """Degraded-or-failed share of the answers sent in each ``bucket_s`` bucket after ``start``."""
-    shares = []
-    for i in range(int(seconds / bucket_s)):
-        window = [x for x in samples if start + i * bucket_s <= x.sent < start + (i + 1) * bucket_s]
-        shares.append(round(sum((not x.ok) or x.degraded for x in window) / len(window), 3) if window else None)
-    return shares
 
 
 def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:

@@ -118,6 +118,23 @@ def recovery_seconds(samples: Sequence[Sample], fault_end: float) -> float | Non
     return round(max(bad) - fault_end, 3) if bad else 0.0
 
 
+def sustained_after(shares: list[float | None], tolerance: float = 0.05) -> float | None:
+    """Seconds after the fault until every later 1 s bucket has at most ``tolerance`` degraded or
+    failed answers (one stray late read at second 11 does not make the recovery 11 s long)."""
+    for i in range(len(shares)):
+        if all(x is None or x <= tolerance for x in shares[i:]):
+            return float(i)
+    return None
+
+
+def degraded_timeline(samples: Sequence[Sample], start: float, seconds: float, bucket_s: float = 1.0) -> list[float | None]:
+    """Degraded-or-failed share of the answers sent in each ``bucket_s`` bucket after ``start``."""
+    shares = []
+    for i in range(int(seconds / bucket_s)):
+        window = [x for x in samples if start + i * bucket_s <= x.sent < start + (i + 1) * bucket_s]
+        shares.append(round(sum((not x.ok) or x.degraded for x in window) / len(window), 3) if window else None)
+    return shares
+
 @dataclass
 class ProbeTimeline:
     """Polls a readiness URL (``cascade serve --health-port``: ``.../ready``) every ``interval_s``
