@@ -101,8 +101,9 @@ class TritonPythonModel:
         exposure is then counted as dropped, reason unavailable; the router serves regardless)."""
         if not experiment.exposure_log:
             return None
-        from cascade.experiments.exposures import ExposureWriter
+        from cascade.experiments.exposures import Exposure, ExposureWriter
 
+        self._Exposure = Exposure  # the row type, imported once here rather than per request
         self._exposure_counter("written")  # made here, not first in the writer thread
         try:
             return ExposureWriter(experiment.exposure_log, flush_seconds=experiment.exposure_flush_seconds,
@@ -128,9 +129,7 @@ class TritonPythonModel:
         if self.exposures is False:
             self._exposure_counter("dropped", "unavailable").increment(1)
             return
-        from cascade.experiments.exposures import Exposure
-
-        self.exposures.submit(Exposure(request_ms, int(user_id.reshape(-1)[0]), self.experiment.name, variant,
+        self.exposures.submit(self._Exposure(request_ms, int(user_id.reshape(-1)[0]), self.experiment.name, variant,
                                        self.experiment.bundle_of(variant), not hashed,
                                        np.array(item_ids, dtype=np.int64).reshape(-1)))
 
