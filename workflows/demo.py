@@ -111,7 +111,7 @@ def demo(
             http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
         )
         server = TritonServer(config)
-        _step("3/4 start tritonserver (7 stage models + the `recommend` ensemble)", lambda: (server.start(), server.wait_until_ready(180.0)))
+        _step("3/4 start tritonserver (candidates, ranking, interactions + the `recommend` ensemble)", lambda: (server.start(), server.wait_until_ready(180.0)))
     try:
         sample = _sample_users(data, users)
         _step("4/4 recommendations through gRPC", lambda: _show(f"127.0.0.1:{grpc_port}", sample, unknown_user=999_999_999))
