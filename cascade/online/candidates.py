@@ -119,10 +119,19 @@ class ItemNeighbours:
         return uniq.astype(np.int64), sums
 
 
+def not_in(values: np.ndarray, sorted_drop: np.ndarray) -> np.ndarray:
+    """Mask of ``values`` absent from ``sorted_drop`` (ascending): ``~np.isin`` without sorting
+    ``values`` (one binary search each; ``np.isin`` sorts both arrays on every call)."""
+    if not len(sorted_drop):
+        return np.ones(len(values), bool)
+    pos = np.minimum(np.searchsorted(sorted_drop, values), len(sorted_drop) - 1)
+    return sorted_drop[pos] != values
+
+
 def ranked(rows: np.ndarray, scores: np.ndarray, drop: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` best ``rows`` by ``scores`` (ties -> lower row), ``drop`` rows removed."""
+    """The ``k`` best ``rows`` by ``scores`` (ties -> lower row), ``drop`` rows (ascending) removed."""
     if len(drop):
-        keep = ~np.isin(rows, drop)
+        keep = not_in(rows, drop)
         rows, scores = rows[keep], scores[keep]
     order = np.lexsort((rows, -scores))[:k]
     return rows[order]
@@ -197,26 +206,33 @@ class CandidateSources:
         catalog rows of the user's recent items, most recent first (-1 = not in the catalog);
         ``drop``: rows never to return (seen/excluded)."""
         n = self.n_candidates
-        drop = np.asarray(drop, dtype=np.int64).reshape(-1)
+        drop = np.unique(np.asarray(drop, dtype=np.int64).reshape(-1))  # sorted once for every source
+        if cold_start:
+            popular = self._popular(drop)
+            return MergedCandidates(popular, np.full(len(popular), POPULAR, np.int64), np.zeros(len(popular), np.float32))
         recent = np.asarray(recent_rows, dtype=np.int64).reshape(-1)
         recent = recent[recent >= 0]
-        pop_quota = n if cold_start else 0
-        popular = self.popular_rows[: n + len(drop)]
-        if len(drop):
-            popular = popular[~np.isin(popular, drop)]
-        popular = popular[:n]
-        if cold_start:
-            return MergedCandidates(popular, np.full(len(popular), POPULAR, np.int64), np.zeros(len(popular), np.float32))
+        q_ann, q_i2i, pop_quota = self.mix.quotas(n, len(recent), self.neighbours is not None)
         ann = np.asarray(ann_rows, dtype=np.int64).reshape(-1)
         ann = ann[ann >= 0]
         if len(drop):
-            ann = ann[~np.isin(ann, drop)]
+            ann = ann[not_in(ann, drop)]
         ann = ann[:n]
+        # a source without slots is not built (its list would be skipped by the merge); the
+        # item-to-item scores are, as they are the ranker's feature for every candidate
         score_rows, score_values = np.zeros(0, np.int64), np.zeros(0, np.float32)
         i2i = np.zeros(0, np.int64)
         if self.neighbours is not None and len(recent):
             score_rows, score_values = self.neighbours.scores(recent)
-            i2i = ranked(score_rows, score_values, drop, n)
-        q_ann, q_i2i, pop_quota = self.mix.quotas(n, len(recent), self.neighbours is not None)
+            if q_i2i > 0:
+                i2i = ranked(score_rows, score_values, drop, n)
+        popular = self._popular(drop) if pop_quota > 0 else np.zeros(0, np.int64)
         rows, bits = merge_sources([ann, i2i, popular], [q_ann, q_i2i, pop_quota], n)
         return MergedCandidates(rows, bits, lookup_scores(rows, score_rows, score_values))
+
+    def _popular(self, drop: np.ndarray) -> np.ndarray:
+        """The ``n_candidates`` most popular rows not in ``drop``."""
+        popular = self.popular_rows[: self.n_candidates + len(drop)]
+        if len(drop):
+            popular = popular[not_in(popular, drop)]
+        return popular[: self.n_candidates]

@@ -18,6 +18,7 @@ from cascade.online.candidates import (
     ItemNeighbours,
     SourceMix,
     merge_sources,
+    not_in,
 )
 
 
@@ -65,6 +66,64 @@ def test_candidate_sources_drop_seen_and_use_popular_for_short_histories() -> No
     # cold start: popularity only
     cold = sources.merge(np.zeros(0, np.int64), np.zeros(0, np.int64), drop=np.array([5]), cold_start=True)
     assert cold.rows.tolist() == [4, 3, 2, 1] and (cold.source == POPULAR).all()
+
+
+def reference_merge(sources: CandidateSources, ann: np.ndarray, recent: np.ndarray, drop: np.ndarray,
+                    cold_start: bool) -> tuple[list[int], list[int], list[float]]:
+    """The merge rule of the module docstring, written out in plain Python (lists, dicts, sorted)."""
+    n, dropped = sources.n_candidates, set(drop.tolist())
+    popular = [r for r in sources.popular_rows.tolist() if r not in dropped][:n]
+    if cold_start:
+        return popular, [POPULAR] * len(popular), [0.0] * len(popular)
+    recent_l = [r for r in recent.tolist() if r >= 0]
+    scores: dict[int, float] = {}
+    if sources.neighbours is not None:
+        for r in recent_l:
+            for c, w in zip(sources.neighbours.rows[r].tolist(), sources.neighbours.weights[r].tolist()):
+                if c >= 0:
+                    scores[c] = scores.get(c, 0.0) + w
+    i2i = [c for c in sorted(scores, key=lambda c: (-scores[c], c)) if c not in dropped][:n]
+    ann_l = [r for r in ann.tolist() if r >= 0 and r not in dropped][:n]
+    quotas = sources.mix.quotas(n, len(recent_l), sources.neighbours is not None)
+    lists = [lst if q > 0 else [] for lst, q in zip((ann_l, i2i, popular), quotas)]
+    keyed = sorted((i / q, s, r) for s, (lst, q) in enumerate(zip(lists, quotas)) for i, r in enumerate(lst))
+    rows: list[int] = []
+    for _, _, r in keyed:
+        if r not in rows:
+            rows.append(r)
+    rows = rows[:n]
+    bits = [sum(1 << s for s, lst in enumerate(lists) if r in lst) for r in rows]
+    return rows, bits, [scores.get(r, 0.0) for r in rows]
+
+
+@pytest.mark.parametrize("mix", [SourceMix(0.0, 0.1, 5), SourceMix(0.5, 0.1, 5), SourceMix(0.25, 0.0, 0),
+                                 SourceMix(1.0, 0.0, 3)])
+def test_merge_equals_the_written_out_rule_on_random_users(mix: SourceMix) -> None:
+    """Sources without slots are skipped and drop is matched by binary search (speed); the lists
+    must still be exactly the documented rule's, including bitmasks and item-to-item scores."""
+    rng = np.random.default_rng(7)
+    n_items, m = 80, 6
+    rows = rng.integers(-1, n_items, size=(n_items, m)).astype(np.int32)
+    weights = rng.choice(np.array([0.25, 0.5, 1.0, 2.0], np.float32), size=(n_items, m))  # exact sums
+    sources = CandidateSources(12, rng.permutation(n_items), ItemNeighbours(rows, weights, {}), mix)
+    for case in range(150):
+        recent = rng.integers(-1, n_items, size=int(rng.choice([0, 1, 3, 8])))
+        drop = rng.integers(0, n_items, size=int(rng.choice([0, 1, 5, 20])))  # unsorted, with repeats
+        ann = rng.permutation(n_items)[: int(rng.choice([0, 5, 30]))]
+        cold = bool(case % 10 == 0)
+        merged = sources.merge(ann, recent, drop, cold_start=cold)
+        want_rows, want_bits, want_scores = reference_merge(sources, ann, recent, drop, cold)
+        assert merged.rows.tolist() == want_rows, case
+        assert merged.source.tolist() == want_bits, case
+        assert merged.item2item_score.tolist() == want_scores, case
+
+
+def test_not_in_matches_isin() -> None:
+    rng = np.random.default_rng(3)
+    for size in (0, 1, 7, 50):
+        values = rng.integers(0, 40, size=30)
+        drop = np.unique(rng.integers(0, 40, size=size))
+        assert not_in(values, drop).tolist() == (~np.isin(values, drop)).tolist()
 
 
 def test_without_neighbours_the_ann_order_is_kept() -> None:
