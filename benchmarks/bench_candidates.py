@@ -3,7 +3,11 @@ export's item-to-item neighbours vs the same stage without them (ANN + popular o
 in one run over the same users, so the ratio holds on a noisy shared box.
 
     python benchmarks/bench_candidates.py --export EXPORT --data DIR [--users 300] [--rounds 5] \
-        [--out benchmarks/results/candidates-<name>.json]
+        [--baseline-ref GIT_REF] [--out benchmarks/results/candidates-<name>.json]
+
+``--baseline-ref`` adds the variant ``export_mix@REF``: the same stage with ``CandidateSources`` from
+``cascade/online/candidates.py`` as it was at that git commit (an A/B of a change to the merge code,
+same neighbours, mix and users; its lists are checked equal to the current code's).
 
 Prints per-variant median/p90 microseconds per call and the ratio; writes the JSON."""
 
@@ -18,6 +22,24 @@ from pathlib import Path
 import numpy as np
 
 
+def module_at(ref: str):
+    """``cascade.online.candidates`` as it was at git commit ``ref`` (loaded as its own module)."""
+    import importlib.util
+    import subprocess
+    import sys
+    import tempfile
+
+    source = subprocess.run(["git", "show", f"{ref}:cascade/online/candidates.py"], check=True,
+                            capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent).stdout
+    path = Path(tempfile.mkdtemp()) / "candidates_at_ref.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("candidates_at_ref", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     from cascade.online.candidates import CandidateSources, SourceMix
     from cascade.online.pipeline import InProcessRecommender
@@ -28,6 +50,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline-ref", default=None, help="git commit whose candidates.py to time beside")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -46,6 +69,12 @@ def main() -> None:
                                       SourceMix(item2item=0.5, popular=with_sources.sources.mix.popular,
                                                 short_history=with_sources.sources.mix.short_history))
     variants = {"ann_only": ann_only, "export_mix": with_sources, "item2item_0.5": forced}
+    if args.baseline_ref:
+        old = copy.copy(with_sources)
+        old.sources = module_at(args.baseline_ref).CandidateSources(
+            with_sources.sources.n_candidates, with_sources.popular_rows, with_sources.sources.neighbours,
+            with_sources.sources.mix)
+        variants[f"export_mix@{args.baseline_ref}"] = old
     rng = np.random.default_rng(args.seed)
     import pandas as pd
 
@@ -54,6 +83,12 @@ def main() -> None:
     users = rec.user.lookup_many(picked.tolist())
     queries = rec.query.query_many([(u.cat, u.cont, u.lists) for u in users])
     empty = np.empty(0, np.int64)
+    if args.baseline_ref:  # an A/B of the merge code is only meaningful if both give the same lists
+        for user, query in zip(users, queries):
+            a, b = (variants[name].retrieve_sources(query, user.cold_start, user.seen_items, empty, user.recent_items)
+                    for name in ("export_mix", f"export_mix@{args.baseline_ref}"))
+            if not all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("rows", "source", "item2item_score")):
+                raise SystemExit(f"user {user}: the lists differ from {args.baseline_ref}'s")
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name in rng.permutation(list(variants)):
