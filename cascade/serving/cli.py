@@ -122,6 +122,11 @@ def serve(
     repository: Annotated[
         Optional[Path], typer.Option(help="Bundle repository folder (default build/bundles/repository-<grpc port>).")
     ] = None,
+    interaction_log: Annotated[
+        Optional[str], typer.Option(help="Where the `interactions` model of every bundle logs events: a folder or an "
+                                         "object-store URL (default $CASCADE_INTERACTIONS_INTERACTION_LOG, else "
+                                         "build/interaction_log). --no-bundles: the export's own interaction_log/.")
+    ] = None,
     health_port: Annotated[
         Optional[int], typer.Option(help="Serve GET /ready and /live on this port (Kubernetes probes): /ready is 200 "
                                          "only while --ready-model is ready and no Python stub is dead.")
@@ -131,6 +136,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve an export as a bundle (or a model repository) with the bundled tritonserver until Ctrl-C or SIGTERM."""
+    from cascade.bundles.serve import INTERACTION_LOG_ENV
     from cascade.serving.admin import ADMIN_KEY_ENV, admin_key_from_env
     from cascade.serving.server import TritonServer, TritonServerConfig
 
@@ -151,10 +157,20 @@ def serve(
         elif ready_model is not None:
             fields["ready_model"] = ready_model
         if export is not None:
-            from cascade.bundles.serve import bundle_server_config, default_repository, prepare_repository
+            from cascade.bundles.serve import (
+                bundle_server_config,
+                default_repository,
+                interaction_log_env,
+                prepare_repository,
+            )
 
-            config = bundle_server_config(prepare_repository(repository or default_repository(grpc_port)), **fields)
+            config = bundle_server_config(prepare_repository(repository or default_repository(grpc_port)),
+                                          env=interaction_log_env(interaction_log), **fields)
         else:
+            if interaction_log is not None:
+                from cascade.bundles.serve import interaction_log_env
+
+                fields["env"] = interaction_log_env(interaction_log)
             config = TritonServerConfig(
                 model_repository=resolve_repository(repo).resolve(),
                 model_control_mode=mode,  # type: ignore[arg-type]
@@ -177,6 +193,8 @@ def serve(
             f"  gRPC     {server.grpc_url}\n"
             f"  metrics  {server.metrics_url}\n"
             f"  log      {server.log_file}\n"
+            + (f"  events   {config.env[INTERACTION_LOG_ENV]} (the `interactions` model's log, kept across rollouts)\n"
+               if INTERACTION_LOG_ENV in config.env else "")
             + (f"  health   {server.health_url}/ready (503 while {config.ready_model or 'a model'} is not ready "
                "or a stub is dead)\n" if server.health_url else "")
             + (f"  admin APIs need the admin-key header (${ADMIN_KEY_ENV} or ${ADMIN_KEY_ENV}_FILE)\n" if config.admin_key else "")

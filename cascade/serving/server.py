@@ -69,6 +69,9 @@ class TritonServerConfig:
     # when set; clients send cascade.serving.admin.admin_headers(). Never shown in repr or logs.
     admin_key: str | None = field(default=None, repr=False)
     restricted_apis: tuple[str, ...] = ADMIN_APIS
+    # Extra environment of tritonserver and its stubs, over the caller's (e.g. the
+    # CASCADE_<MODEL>_<PARAM> overrides cascade.online.triton.StageContext.parameter reads).
+    env: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise InvalidInputError naming the first bad field."""
@@ -218,7 +221,7 @@ class TritonServer:
             backend_root = prepare_backend_dir(
                 install, self.config.backend_root or build_dir() / "triton" / f"backends-py{version}"
             )
-        env = build_server_env(install)
+        env = {**build_server_env(install), **self.config.env}
         cmd = build_command(self.config, install.binary, backend_root, install.caches)
         self.log_file = Path(self.config.log_file or self._default_log_file())
         self.log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -88,6 +88,10 @@ def test_rollouts_rollback_and_broken_bundles_under_load(bundle_server: TritonSe
     params = client.get_model_config("interactions", headers=admin_headers(), as_json=True)["config"]["parameters"]
     assert (params["bundle_id"]["string_value"], params["export_root"]["string_value"]) == (
         ids["B"], str(bundles["B"].resolve()))
+    # ... and logs events to the server's one log, not into a bundle (A's, then B's, model said so)
+    log = bundle_server.log_file.parent / "interaction_log"
+    assert bundle_server.log_file.read_text(errors="replace").count(f"interactions: log {log}, ") >= 2
+    assert not any((bundles[name] / "interaction_log").exists() for name in ("A", "B"))
 
 
 def test_a_mixed_ensemble_is_refused_by_the_stage(bundle_server: TritonServer, bundles: dict[str, Path]) -> None:

@@ -45,10 +45,8 @@ def server(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
 
     workdir = tmp_path_factory.mktemp("experiment-server")
     with pytest.MonkeyPatch.context() as env:  # the stubs inherit the server's environment at its start
-        env.setenv("CASCADE_INTERACTIONS_INTERACTION_LOG", str(workdir / "interaction_log"))  # not inside bundle A
         env.setenv("CASCADE_ROUTER_INSTANCES", "2")  # the default 16 is for throughput; every share change reloads them
-        with running_bundle_server(workdir, bundles["A"]) as server:
-            env.delenv("CASCADE_INTERACTIONS_INTERACTION_LOG")
+        with running_bundle_server(workdir, bundles["A"]) as server:  # events: workdir/interaction_log
             yield server
 
 

@@ -20,3 +20,19 @@ def test_a_fresh_repository_is_emptied_in_place(tmp_path: Path) -> None:
     assert repository.stat().st_ino == inode, "the folder itself is kept"
     assert sorted(p.name for p in repository.iterdir()) == [INFO_MODEL]
     assert (repository / INFO_MODEL / "1" / "model.py").is_file()
+
+
+def test_one_interaction_log_for_every_bundle(tmp_path: Path, monkeypatch) -> None:
+    """A bundle server points every bundle's `interactions` model at one log, outside the bundles:
+    the model's own default (EXPORT/interaction_log) would split events across rollouts."""
+    from cascade.bundles.serve import INTERACTION_LOG_ENV, default_interaction_log, interaction_log_env
+
+    monkeypatch.setenv("CASCADE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(INTERACTION_LOG_ENV, raising=False)
+    assert default_interaction_log() == str((tmp_path / "home" / "interaction_log").resolve())
+    assert interaction_log_env(None) == {INTERACTION_LOG_ENV: str((tmp_path / "home" / "interaction_log").resolve())}
+    monkeypatch.chdir(tmp_path)
+    assert interaction_log_env("events") == {INTERACTION_LOG_ENV: str(tmp_path / "events")}  # relative -> absolute
+    assert interaction_log_env("s3://bucket/events") == {INTERACTION_LOG_ENV: "s3://bucket/events"}
+    monkeypatch.setenv(INTERACTION_LOG_ENV, "s3://bucket/k8s")  # Kubernetes sets it: it wins over the build folder
+    assert interaction_log_env(None) == {INTERACTION_LOG_ENV: "s3://bucket/k8s"}
