@@ -18,7 +18,7 @@ def rollout(
     export: Annotated[Path, typer.Argument(help="Export (bundle) folder written by `cascade export`.")],
     url: Annotated[str, typer.Option("--url", help=URL_HELP)],
     repository: Annotated[Optional[Path], typer.Option("--repository", help=REPOSITORY_HELP)] = None,
-    grace: Annotated[float, typer.Option("--grace", help="Seconds a superseded bundle stays loaded before a later rollout may unload it.")] = 30.0,
+    grace: Annotated[float, typer.Option("--grace", help="Seconds after it stopped being live that a superseded bundle may still be draining: a later rollout unloads it once its ensemble is quiet for 1 s, at the latest after this.")] = 30.0,
     public_key: Annotated[Optional[Path], typer.Option("--public-key", help="Verify manifest.sig with this ed25519 public key.")] = None,
     smoke_user: Annotated[Optional[list[int]], typer.Option("--smoke-user", help="User id for the smoke set (repeatable). Default: a few of the bundle's users + an unknown one.")] = None,
     lock_timeout: Annotated[float, typer.Option("--lock-timeout", help="Seconds to wait for a concurrent rollout.")] = 300.0,

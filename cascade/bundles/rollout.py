@@ -27,7 +27,7 @@ from cascade.bundles.models import (
     now_iso, write_folder,
 )
 from cascade.bundles.smoke import smoke
-from cascade.bundles.state import ServerState, admin_headers, connect, read_state, repository_of
+from cascade.bundles.state import ServerState, admin_headers, connect, read_state, repository_of, wait_drained
 from cascade.bundles.tagging import BUNDLE_PARAMETER, ENSEMBLE
 from cascade.errors import CascadeError, NotFoundError, RolloutError
 
@@ -221,15 +221,19 @@ def unload_bundle(client: Any, repo: Path, bundle: str, names: list[str]) -> Non
 
 def unload_stale(client: Any, repo: Path, state: ServerState, keep: set[str | None], grace_s: float) -> list[str]:
     """Unload the bundles of ``state`` not in ``keep`` once drained. They stopped being live at
-    ``state.live_since`` at the latest, so after ``grace_s`` from then no request that started
-    on them is still running (Triton's own request timeout is far below the default 30 s)."""
+    ``state.live_since`` at the latest; within ``grace_s`` of that, each one's pinned ensemble must
+    first have completed no request for a second (:func:`~cascade.bundles.state.wait_drained`, the
+    same check an experiment's treatment gets at its stop), waiting at most the rest of the grace.
+    Past the grace nothing that started on them is still running (Triton's own request timeout is
+    far below the default 30 s), so they go at once."""
     stale = [b for b in state.bundles if b not in keep]
     if not stale:
         return []
     if state.live_since:
-        live_for = time.time() - datetime.fromisoformat(state.live_since).timestamp()
-        if live_for < grace_s:
-            time.sleep(grace_s - live_for)
+        left = grace_s - (time.time() - datetime.fromisoformat(state.live_since).timestamp())
+        for bundle in stale:
+            if left > 0:
+                left -= wait_drained(client, model_name(ENSEMBLE, bundle), quiet_s=min(1.0, left), limit_s=left)
     for bundle in stale:
         unload_bundle(client, repo, bundle, list(state.bundles[bundle].models))
     return stale

@@ -6,6 +6,7 @@ after a restart, an operator, CI) recovers the state without a file of its own.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,30 @@ def repository_of(state: ServerState, url: str, override: Path | None) -> Path:
     if not Path(repository).is_dir():
         raise NotFoundError(f"bundle repository {repository} is not a folder on this machine (pass --repository)")
     return Path(repository)
+
+
+def wait_drained(client: Any, model: str, quiet_s: float = 1.0, limit_s: float = 30.0) -> float:
+    """Wait until ``model`` (a pinned ensemble ``recommend__<bundle>``) has completed no request for
+    ``quiet_s``, at most ``limit_s``; returns the seconds waited. The one drain check before a
+    bundle's models are unloaded (a superseded bundle in ``cascade rollout``, an experiment's
+    treatment at its stop): requests still inside an ensemble (between its steps, or queued in
+    router instances of an old config) would otherwise fail with "not ready" (measured with 2
+    router instances and a slow treatment). Without statistics there is nothing to wait for."""
+    def count() -> float:
+        try:
+            stats = client.get_inference_statistics(model, headers=admin_headers(), as_json=True)["model_stats"][0]
+            inference = stats.get("inference_stats", {})
+            return float(sum(int(inference.get(k, {}).get("count", 0)) for k in ("success", "fail")))
+        except Exception:  # noqa: BLE001 - no statistics: nothing to wait for
+            return -1.0
+
+    started = time.monotonic()
+    last, quiet_since = count(), time.monotonic()
+    while last >= 0 and time.monotonic() - started < limit_s:
+        time.sleep(min(0.2, quiet_s))
+        now = count()
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            break
+    return time.monotonic() - started

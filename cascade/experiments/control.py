@@ -21,7 +21,7 @@ from typing import Any
 
 from cascade.bundles.lock import rollout_lock
 from cascade.bundles.models import LIVE_SINCE, PREVIOUS, BundleModels, ModelFolder, config_json, now_iso, write_folder
-from cascade.bundles.state import admin_headers, connect, parameters, read_state, repository_of
+from cascade.bundles.state import admin_headers, connect, parameters, read_state, repository_of, wait_drained
 from cascade.bundles.tagging import BUNDLE_PARAMETER, ENSEMBLE
 from cascade.errors import InvalidInputError, NotFoundError, RolloutError
 from cascade.experiments.state import Experiment, check_name, check_share, running_experiment
@@ -210,31 +210,6 @@ def _require(client: Any, url: str) -> Experiment:
     if experiment is None:
         raise NotFoundError(f"no experiment is running on {url} (`recommend` is the plain ensemble)")
     return experiment
-
-
-def wait_drained(client: Any, model: str, quiet_s: float = 1.0, limit_s: float = 30.0) -> float:
-    """Wait until ``model`` (the treatment's pinned ensemble) has run no request for ``quiet_s``, at
-    most ``limit_s``; returns the seconds waited. After the switch, router instances of the old
-    config still drain their queues and call the treatment: unloading it earlier fails those
-    requests with "not ready" (measured with 2 router instances and a slow treatment)."""
-    def count() -> float:
-        try:
-            stats = client.get_inference_statistics(model, headers=admin_headers(), as_json=True)["model_stats"][0]
-            inference = stats.get("inference_stats", {})
-            return float(sum(int(inference.get(k, {}).get("count", 0)) for k in ("success", "fail")))
-        except Exception:  # noqa: BLE001 - no statistics: nothing to wait for
-            return -1.0
-
-    started = time.monotonic()
-    last, quiet_since = count(), time.monotonic()
-    while last >= 0 and time.monotonic() - started < limit_s:
-        time.sleep(min(0.2, quiet_s))
-        now = count()
-        if now != last:
-            last, quiet_since = now, time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_s:
-            break
-    return time.monotonic() - started
 
 
 def _extras_follow(client, repo: Path, state, bundle: str) -> None:

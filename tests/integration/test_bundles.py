@@ -33,7 +33,8 @@ def bundles(bundle_export: tuple[Path, Path], tmp_path_factory: pytest.TempPathF
     data, export_a = bundle_export
     root = tmp_path_factory.mktemp("bundles")
     export_b = export_repository(data, root / "b", artifacts_dir=export_a / "artifacts", n_candidates=120).root
-    return {"A": export_a, "B": export_b, **broken_bundles(export_b, root)}
+    export_c = export_repository(data, root / "c", artifacts_dir=export_a / "artifacts", n_candidates=100).root
+    return {"A": export_a, "B": export_b, "C": export_c, **broken_bundles(export_b, root)}
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,22 @@ def test_cli_bundles_and_rollback(bundle_server: TritonServer, bundles: dict[str
     assert bad.exit_code != 0 and "sha256 differs" in bad.stderr
     metrics = __import__("urllib.request").request.urlopen(bundle_server.metrics_url, timeout=5).read().decode()
     assert f'cascade_bundle_info{{bundle="{state["previous"]}"}} 1' in metrics
+
+
+def test_a_superseded_bundle_is_unloaded_once_drained(bundle_server: TritonServer, bundles: dict[str, Path]) -> None:
+    """A third bundle: the one that is now neither live nor previous is unloaded by the rollout,
+    within the grace (it stopped being live moments ago: its pinned ensemble is checked quiet
+    first, `wait_drained`), and traffic goes to the new one."""
+    from cascade.bundles.rollout import rollout
+    from cascade.bundles.state import connect, read_state
+    from cascade.client import RecommendClient
+
+    ids, url = _ids(bundles), bundle_server.grpc_url
+    before = read_state(connect(url))
+    assert before.previous is not None and {before.live, before.previous} <= {ids["A"], ids["B"]}
+    result = rollout(bundles["C"], url, grace_s=120.0, lock_dir=bundle_server.log_file.parent)  # a blind sleep to the grace would be ~100 s
+    assert (result.bundle_id, result.previous, result.unloaded) == (ids["C"], before.live, [before.previous])
+    after = read_state(connect(url))
+    assert (after.live, after.previous, set(after.bundles)) == (ids["C"], before.live, {ids["C"], before.live})
+    with RecommendClient(url) as client:
+        assert ids["C"] in client.recommend(1, k=5).model_version
