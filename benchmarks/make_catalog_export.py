@@ -8,11 +8,11 @@ For latency work on a 1M-item catalog the models' quality is irrelevant, but `ca
 builds what serving needs and nothing else: the base export's fitted workflow, user tower and DLRM
 (linked), item embeddings of every catalog item from the base item tower (ONNX Runtime, chunked),
 the FAISS index (the type `cascade export` chooses: IVF-Flat with ``nprobe`` tuned to recall@100 >=
-0.98 vs exact above 100k items, workflows/index.py; ``--ef-construction`` applies to HNSW only), the item-to-item neighbours of every catalog item (``artifacts/candidates/``, the
-training code's cosine co-occurrence on the dataset's train interactions, with the base export's
-candidate mix, so retrieval merges the same sources and scores the same features as the base), the
-Feast repo for the dataset with the ``user`` view materialized into the online
-store and the item snapshot published (the item view's online copy is not on the hot path and is
+0.98 vs exact above 100k items, workflows/index.py; ``--ef-construction`` applies to HNSW only),
+the item-to-item neighbours of every catalog item (``artifacts/candidates/``: the training code's
+cosine co-occurrence on the dataset's train interactions, with the base export's candidate mix, so
+retrieval merges the same sources and scores the same features as the base), the Feast repo for
+the dataset with the ``user`` view materialized into the online store and the item snapshot published (the item view's online copy is not on the hot path and is
 skipped), ``export.json`` and the model repository from the current sources.
 """
 
@@ -63,8 +63,8 @@ def item_embeddings(base: Path, data: Path, chunk: int) -> tuple[np.ndarray, np.
 
 
 def neighbours_for_catalog(base: Path, data: Path, item_ids: np.ndarray, out_dir: Path) -> None:
-    """The candidates artifact over the big catalog: the training code's neighbours (cosine
-    co-occurrence above ``EASE_MAX_ITEMS`` items) with the base export's candidate mix."""
+    """The candidates artifact over the big catalog: the training code's cosine co-occurrence
+    neighbours (its method above ``EASE_MAX_ITEMS`` items) with the base export's candidate mix."""
     import pandas as pd
 
     from cascade.online.candidates import ItemNeighbours

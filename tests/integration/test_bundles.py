@@ -160,7 +160,8 @@ def test_a_superseded_bundle_is_unloaded_once_drained(bundle_server: TritonServe
     ids, url = _ids(bundles), bundle_server.grpc_url
     before = read_state(connect(url))
     assert before.previous is not None and {before.live, before.previous} <= {ids["A"], ids["B"]}
-    result = rollout(bundles["C"], url, grace_s=120.0, lock_dir=bundle_server.log_file.parent)  # a blind sleep to the grace would be ~100 s
+    # grace 120 s: a blind sleep to the grace would take ~100 s here; the drain check takes ~1 s
+    result = rollout(bundles["C"], url, grace_s=120.0, lock_dir=bundle_server.log_file.parent)
     assert (result.bundle_id, result.previous, result.unloaded) == (ids["C"], before.live, [before.previous])
     after = read_state(connect(url))
     assert (after.live, after.previous, set(after.bundles)) == (ids["C"], before.live, {ids["C"], before.live})
