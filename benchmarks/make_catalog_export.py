@@ -12,8 +12,9 @@ the FAISS index (the type `cascade export` chooses: IVF-Flat with ``nprobe`` tun
 the item-to-item neighbours of every catalog item (``artifacts/candidates/``: the training code's
 cosine co-occurrence on the dataset's train interactions, with the base export's candidate mix, so
 retrieval merges the same sources and scores the same features as the base), the Feast repo for
-the dataset with the ``user`` view materialized into the online store and the item snapshot published (the item view's online copy is not on the hot path and is
-skipped), ``export.json`` and the model repository from the current sources.
+the dataset with the ``user`` view materialized into the online store and the item snapshot
+published (the item view's online copy is not on the hot path and is skipped), ``export.json`` and
+the model repository from the current sources.
 """
 
 from __future__ import annotations
