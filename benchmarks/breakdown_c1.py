@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
@@ -43,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from loadtests.sampling import RecommendRequest, RequestMix, RequestSampler, load_ids  # noqa: E402
 
-STAGES = "candidates,ranking,business_logic"  # the ensemble's steps in order (--stages)
+STAGES = "candidates,ranking"  # the ensemble's steps in order (--stages)
 ENSEMBLE = "recommend"
 # in-process floor: the InProcessRecommender stage methods timed, in the order a request runs them
 FLOOR_METHODS = (("user", "lookup_many", "feast + user_encode"), ("query", "query_many", "query_tower"),
@@ -78,12 +75,12 @@ def send_block(client: Any, block: list[RecommendRequest]) -> tuple[np.ndarray, 
 
 def phase_sums(metrics_url: str) -> dict[tuple[str, str], tuple[float, float]]:
     """``{(model, phase): (sum seconds, count)}`` of cascade_phase_seconds from /metrics."""
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    from cascade.experiments.readings import parse, scrape
+
     out: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    pattern = re.compile(r'^cascade_phase_seconds_(sum|count)\{([^}]*)\} (\S+)$', re.M)
-    for kind, labels, value in pattern.findall(text):
-        lab = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        out[(lab["model"], lab["phase"])][0 if kind == "sum" else 1] += float(value)
+    for sample, labels, value in parse(scrape(metrics_url, timeout_s=10)):
+        if sample in ("cascade_phase_seconds_sum", "cascade_phase_seconds_count"):
+            out[(labels["model"], labels["phase"])][0 if sample.endswith("_sum") else 1] += value
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 

