@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.bundles.models import INFO_MODEL, info_model_folder, write_folder
+from cascade.errors import InvalidInputError
 from cascade.paths import build_dir
 
 
@@ -31,10 +32,19 @@ def default_interaction_log() -> str:
 
 
 def interaction_log_env(interaction_log: str | os.PathLike | None) -> dict[str, str]:
-    """The server environment that points every bundle's ``interactions`` model at one log."""
+    """The server environment that points every bundle's ``interactions`` model at one log.
+    Checked here, before the server starts: a log the model cannot open would only fail its load."""
     value = str(interaction_log) if interaction_log is not None else default_interaction_log()
+    expected = "a folder or an object-store URL such as s3://bucket/interactions"
+    if not value.strip():
+        raise InvalidInputError(f"--interaction-log is empty; expected {expected}")
     if "://" not in value:
-        value = str(Path(value).expanduser().resolve())
+        return {INTERACTION_LOG_ENV: str(Path(value).expanduser().resolve())}
+    import fsspec
+
+    scheme = value.split("://", 1)[0]
+    if scheme not in fsspec.available_protocols():
+        raise InvalidInputError(f"--interaction-log {value!r}: unknown scheme {scheme!r}; expected {expected}")
     return {INTERACTION_LOG_ENV: value}
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cascade.bundles.models import INFO_MODEL
 from cascade.bundles.serve import prepare_repository
 
@@ -36,3 +38,14 @@ def test_one_interaction_log_for_every_bundle(tmp_path: Path, monkeypatch) -> No
     assert interaction_log_env("s3://bucket/events") == {INTERACTION_LOG_ENV: "s3://bucket/events"}
     monkeypatch.setenv(INTERACTION_LOG_ENV, "s3://bucket/k8s")  # Kubernetes sets it: it wins over the build folder
     assert interaction_log_env(None) == {INTERACTION_LOG_ENV: "s3://bucket/k8s"}
+
+
+@pytest.mark.parametrize("value, message", [("", "--interaction-log is empty"),
+                                            ("nope://bucket/events", "unknown scheme 'nope'")])
+def test_a_bad_interaction_log_is_refused_before_the_server_starts(value: str, message: str) -> None:
+    from cascade.bundles.serve import interaction_log_env
+    from cascade.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=message) as error:
+        interaction_log_env(value)
+    assert "expected a folder or an object-store URL" in str(error.value)
